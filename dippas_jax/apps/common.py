@@ -1,0 +1,37 @@
+"""App harness shared by the absl commands: user errors become one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from absl import app
+from absl import logging
+
+from dippas_jax import io
+
+EXIT_INPUT_ERROR = 2
+
+
+def config_path(name: str) -> str:
+  """Path of a config file shipped in `configs/` (installed as the package `dippas_jax.configs`)."""
+  from importlib import resources
+  return str(resources.files("dippas_jax.configs") / f"{name}.py")
+
+
+def main_wrapper(job: Callable[[], int | None]) -> Callable[[Sequence[str]], None]:
+  """Wraps a job for `app.run`: rejects stray arguments (typos, `--flag False`), turns `InputError` and
+  `ValueError` raised by input validation into a message on stderr and exit code 2."""
+
+  def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (use --flag=value, e.g. --blind=false)")
+    try:
+      code = job()
+    except io.InputError as e:
+      logging.error("%s", e)
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_INPUT_ERROR)
+    sys.exit(code or 0)
+
+  return main

@@ -1,0 +1,79 @@
+"""The commands as a user runs them (subprocesses): outputs, exit codes and one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dippas_jax import io
+from dippas_jax import synthetic
+
+
+def _run(module, *args, timeout=300):
+  proc = subprocess.run([sys.executable, "-m", f"dippas_jax.apps.{module}", *args], capture_output=True,
+                        text=True, timeout=timeout)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def camera_dir(tmp_path_factory):
+  """Synthetic photos on disk: flat/ (2 devices × 6) and natural/ (2 devices × 3), 64×64 PNG."""
+  root = tmp_path_factory.mktemp("camera")
+  data = synthetic.make_dataset(seed=5, num_devices=2, num_flatfield=6, num_natural=3, height=64, width=64)
+  for d, name in enumerate(data.devices):
+    for i, im in enumerate(data.flatfield[d]):
+      io.write_png(root / "flat" / f"{name}_{i}.png", im)
+  for i, (im, d) in enumerate(zip(data.natural, data.natural_device)):
+    io.write_png(root / "natural" / f"{data.devices[d]}_{i}.png", im)
+  return root
+
+
+def test_fingerprint_then_attribute(camera_dir, tmp_path):
+  crop = "--config.crop=(64,64)"
+  code, out, err = _run("fingerprint", f"--images={camera_dir / 'flat'}", f"--workdir={tmp_path / 'fp'}", crop)
+  assert code == 0, err
+  assert sorted(p.name for p in (tmp_path / "fp").iterdir()) == ["synthetic_0.npz", "synthetic_1.npz"]
+  k, meta = io.load_fingerprint(tmp_path / "fp" / "synthetic_0.npz")
+  assert k.shape == (64, 64) and meta["num_images"] == 6 and meta["crop"] == [64, 64]
+
+  (camera_dir / "natural" / "broken_9.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+  code, out, err = _run("attribute", f"--fingerprints={tmp_path / 'fp'}", f"--images={camera_dir / 'natural'}",
+                        f"--workdir={tmp_path / 'attr'}", crop)
+  (camera_dir / "natural" / "broken_9.png").unlink()
+  assert code == 1, err  # One image skipped: reported, the others done, exit code says so.
+  assert "broken_9.png" in err and "Traceback" not in err
+  summary = json.loads((tmp_path / "attr" / "summary.json").read_text())
+  assert summary["num_images"] == 6 and len(summary["skipped"]) == 1
+  assert summary["scores"]["ncc"]["auc"] == 1.0 and summary["scores"]["pce"]["auc"] == 1.0
+  assert "ncc      AUC 1.0000" in out
+  assert (tmp_path / "attr" / "roc.png").is_file() and (tmp_path / "attr" / "scores.csv").is_file()
+
+
+@pytest.mark.parametrize("case", ["empty", "small", "wrong_size", "stray"])
+def test_bad_input_is_one_clear_line_and_nonzero_exit(case, camera_dir, tmp_path):
+  (tmp_path / "empty").mkdir()
+  if case == "empty":
+    args, module, pattern = [f"--images={tmp_path / 'empty'}", f"--workdir={tmp_path}"], "fingerprint", "no images"
+  elif case == "small":  # 64×64 images, default 512×512 crop.
+    args, module, pattern = ([f"--images={camera_dir / 'flat'}", f"--workdir={tmp_path}"], "fingerprint",
+                             "smaller than the 512×512 crop")
+  elif case == "wrong_size":
+    np.save(tmp_path / "synthetic_0.npy", np.zeros((32, 32), np.float32))
+    args, module, pattern = ([f"--fingerprints={tmp_path / 'synthetic_0.npy'}",
+                              f"--images={camera_dir / 'natural'}", f"--workdir={tmp_path}",
+                              "--config.crop=(64,64)"], "attribute", "fingerprint is 32×32 but the images are 64×64")
+  else:
+    args, module, pattern = [f"--images={camera_dir}", f"--workdir={tmp_path}", "typo"], "fingerprint", "typo"
+  code, _, err = _run(module, *args)
+  assert code != 0
+  assert pattern in err and "Traceback" not in err, err
+
+
+def test_demo_prints_auc_one_and_writes_plot(tmp_path):
+  code, out, err = _run("demo", f"--workdir={tmp_path}", "--size=128")
+  assert code == 0, err
+  assert "ncc_eq2  AUC 1.0000" in out and "pce      AUC 1.0000" in out, out
+  assert json.loads((tmp_path / "summary.json").read_text())["scores"]["ncc"]["auc"] == 1.0
+  assert (tmp_path / "roc.png").stat().st_size > 1000
