@@ -155,6 +155,8 @@ def load_fingerprints(spec: str, *, known_devices: Sequence[str], crop) -> dict[
   for path in list_fingerprints(spec):
     k, meta = io.load_fingerprint(path)
     if crop is not None and tuple(k.shape) != tuple(crop):
+      if k.shape[0] < crop[0] or k.shape[1] < crop[1]:
+        io.check_fingerprint(k, crop, name=str(path))  # Raises: names both sizes.
       k = io.center_crop(k, *crop, name=str(path))
     name = fingerprint_name(path, meta, known_devices)
     if name in out:

@@ -6,6 +6,7 @@ import sys
 from typing import Callable, Sequence
 
 from absl import app
+from absl import flags
 from absl import logging
 
 from dippas_jax import io
@@ -26,10 +27,11 @@ def main_wrapper(job: Callable[[], int | None]) -> Callable[[Sequence[str]], Non
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (use --flag=value, e.g. --blind=false)")
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)  # Keep library INFO chatter (backend probing) off the console.
     try:
       code = job()
     except io.InputError as e:
-      logging.error("%s", e)
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_INPUT_ERROR)
     sys.exit(code or 0)
