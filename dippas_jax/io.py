@@ -47,6 +47,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
   tmp = pathlib.Path(tmp)
   try:
     yield tmp
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would.
     os.replace(tmp, path)
   finally:
     if tmp.exists():

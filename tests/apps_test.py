@@ -25,8 +25,12 @@ def camera_dir(tmp_path_factory):
   for d, name in enumerate(data.devices):
     for i, im in enumerate(data.flatfield[d]):
       io.write_png(root / "flat" / f"{name}_{i}.png", im)
+  rows = [{"file": f"flat/{name}_{i}.png", "device": name, "kind": "flatfield"}
+          for d, name in enumerate(data.devices) for i in range(len(data.flatfield[d]))]
   for i, (im, d) in enumerate(zip(data.natural, data.natural_device)):
     io.write_png(root / "natural" / f"{data.devices[d]}_{i}.png", im)
+    rows.append({"file": f"natural/{data.devices[d]}_{i}.png", "device": data.devices[d], "kind": "natural"})
+  io.write_csv(root / "manifest.csv", rows)
   return root
 
 
@@ -77,3 +81,15 @@ def test_demo_prints_auc_one_and_writes_plot(tmp_path):
   assert "ncc_eq2  AUC 1.0000" in out and "pce      AUC 1.0000" in out, out
   assert json.loads((tmp_path / "summary.json").read_text())["scores"]["ncc"]["auc"] == 1.0
   assert (tmp_path / "roc.png").stat().st_size > 1000
+
+
+def test_leakage_command_writes_tables_and_plots(camera_dir, tmp_path):
+  code, out, err = _run("leakage", f"--images={camera_dir / 'manifest.csv'}", "--device=synthetic_1",
+                        f"--workdir={tmp_path}", "--config.crop=(64,64)", "--config.l_values=(2,4)",
+                        "--config.n_trials=1", "--config.n_splits=2", "--config.window_sizes=(3,)")
+  assert code == 0, err
+  assert "synthetic_1: 6 pool images, 3 extra non-members, 6 queries" in out
+  ilb = [r for r in json.loads((tmp_path / "leakage.json").read_text())["ilb"] if r["mitigation"] == "none"]
+  assert [r["L"] for r in ilb] == [2, 4] and ilb[0]["ilb_bpp"] > ilb[1]["ilb_bpp"] > 0.5
+  for name in ("ilb.csv", "membership.csv", "mitigation.csv", "ilb_vs_L.png"):
+    assert (tmp_path / name).stat().st_size > 100, name
