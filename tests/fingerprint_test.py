@@ -8,22 +8,7 @@ import pytest
 from dippas_jax import fingerprint
 from dippas_jax import metrics
 from dippas_jax import synthetic
-
-
-def _saturation_reference(im):
-  """prnu-python `saturation` (SPEC §1.8), numpy, one uint8 [H, W, C] image."""
-  h, w, ch = im.shape
-  if im.max() < 250:
-    return np.ones((h, w, ch))
-  im_h = im - np.roll(im, 1, axis=0)
-  im_v = im - np.roll(im, 1, axis=1)
-  satur_map = np.bitwise_not(np.bitwise_and(np.bitwise_and(np.bitwise_and(
-      im_h != 0, im_v != 0), np.roll(im_h, -1, axis=0) != 0), np.roll(im_v, -1, axis=1) != 0))
-  max_ch = im.max(axis=0).max(axis=0)
-  for c in range(ch):
-    if max_ch[c] > 250:
-      satur_map[:, :, c] = np.bitwise_not(np.bitwise_and(im[:, :, c] == max_ch[c], satur_map[:, :, c]))
-  return satur_map
+from prnu_reference import np_saturation  # pylint: disable=g-bad-import-order
 
 
 def test_inten_scale_values():
@@ -49,7 +34,7 @@ def test_saturation_legacy_equals_prnu_python():
   ims = _saturating_images()
   got = np.asarray(fingerprint.saturation(ims, mode="legacy"))
   for i in range(len(ims)):
-    np.testing.assert_array_equal(got[i], _saturation_reference(ims[i].copy()).astype(np.float32), err_msg=i)
+    np.testing.assert_array_equal(got[i], np_saturation(ims[i].copy()).astype(np.float32), err_msg=i)
 
 
 def test_saturation_corrected_masks_only_saturated_pixels():

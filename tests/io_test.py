@@ -1,7 +1,6 @@
 """Tests for the file boundary: decoding, conversions, crops, fingerprints, atomic writes, clear errors."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
