@@ -30,7 +30,7 @@ Typical use (per method/config; arrays from the files of the evaluation command)
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
