@@ -28,3 +28,33 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path, *, t
   ax.legend(loc="lower right", fontsize=8)
   ax.grid(alpha=0.3)
   save_figure(fig, path)
+
+
+def plot_history(history: dict[str, np.ndarray], path, *, ncc_steps: np.ndarray | None = None,
+                 ncc: np.ndarray | None = None, tau_stop: float | None = None, taus=(), title: str = "") -> None:
+  """DIP history of one image (the paper's Fig. 2–3): PSNR, NCC with the reference fingerprint and γ per
+  iteration. `history` holds 1-D arrays step, psnr, gamma (NaN/inactive entries are dropped)."""
+  ok = np.asarray(history["step"]) >= 0
+  steps = np.asarray(history["step"])[ok]
+  panels = [("PSNR of x̂ (dB)", np.asarray(history["psnr"])[ok], steps)]
+  if ncc is not None and np.isfinite(ncc).any():
+    keep = np.isfinite(ncc)
+    panels.append(("NCC(W, gray(x̂)·K)", np.asarray(ncc)[keep], np.asarray(ncc_steps)[keep]))
+  panels.append(("γ", np.asarray(history["gamma"])[ok], steps))
+  fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.2 * len(panels)), sharex=True)
+  for ax, (label, y, x) in zip(axes, panels):
+    ax.plot(x, y, lw=1)
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  if tau_stop is not None:
+    axes[0].axhline(tau_stop, color="r", lw=0.8, ls="--", label=f"τ_stop {tau_stop:g}")
+  for t in taus:
+    axes[0].axhline(t, color="0.5", lw=0.6, ls=":", label=f"τ {t:g}")
+  if tau_stop is not None or len(taus):
+    axes[0].legend(fontsize=7, loc="lower right")
+  if len(panels) > 2:
+    axes[1].axhline(0.0, color="0.5", lw=0.6)
+  axes[-1].set_xlabel("iteration")
+  if title:
+    axes[0].set_title(title, fontsize=9)
+  save_figure(fig, path)

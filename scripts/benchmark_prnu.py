@@ -58,7 +58,7 @@ def main(argv):
     import prnu_reference  # pylint: disable=g-import-not-at-top
     t0 = time.perf_counter()
     for _ in range(_REFERENCE_IMAGES.value):
-      prnu_reference.extract_single(photo, sigma=sigma)
+      prnu_reference.np_extract_single(photo, sigma=sigma)
     ref_s = (time.perf_counter() - t0) / _REFERENCE_IMAGES.value
   print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {size}×{size}×3, jax {jax.__version__}")
   if ref_s:

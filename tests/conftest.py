@@ -8,6 +8,10 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("DIPPAS_SHARED", REPO.parent / "shared"))
 
+# JAX's persistent compilation cache, shared by the xdist workers and the commands the tests start as
+# subprocesses (set before anything imports jax): compiling, not computing, dominates this suite on a CPU.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> pathlib.Path:

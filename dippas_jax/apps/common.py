@@ -21,8 +21,9 @@ def config_path(name: str) -> str:
 
 
 def main_wrapper(job: Callable[[], int | None]) -> Callable[[Sequence[str]], None]:
-  """Wraps a job for `app.run`: rejects stray arguments (typos, `--flag False`), turns `InputError` and
-  `ValueError` raised by input validation into a message on stderr and exit code 2."""
+  """Wraps a job for `app.run`: rejects stray arguments (typos, `--flag False`) and turns `InputError` and the
+  library's `ValueError`s (invalid sizes, settings or values, raised before any compute) into one line on stderr
+  and exit code 2 instead of a traceback."""
 
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -31,7 +32,7 @@ def main_wrapper(job: Callable[[], int | None]) -> Callable[[Sequence[str]], Non
       logging.set_verbosity(logging.WARNING)  # Keep library INFO chatter (backend probing) off the console.
     try:
       code = job()
-    except io.InputError as e:
+    except ValueError as e:  # io.InputError is a ValueError.
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_INPUT_ERROR)
     sys.exit(code or 0)
