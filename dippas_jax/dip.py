@@ -185,7 +185,8 @@ def _precision(settings: DipSettings):
 
 
 def make_model(settings: DipSettings) -> injection_lib.InjectedUNet:
-  """The U-Net + injection module for these settings (conv_impl must be resolved, see `resolve`)."""
+  """The U-Net + injection module for these settings. (The runner always builds it in 'paper' mode and applies
+  the injection mode to the fingerprint at init, see `DipInputs.injected`, so that modes share one compile.)"""
   unet = multires_unet.MultiResUNet(
       filters=settings.filters, skips=settings.skips, alpha=settings.alpha, negative_slope=settings.negative_slope,
       init_scheme=settings.init_scheme, precision=_precision(settings),
@@ -427,11 +428,14 @@ class DipState:
 @flax.struct.dataclass
 class DipInputs:
   """Constant per-image data: target float32[H, W, 3] in [0, 1], target_u8 uint8[H, W, 3] = q(target),
-  fingerprint float32[H, W] (image orientation), z float32[D, H, W] (planar), image_id int32[], and the stop
-  rule tau_stop float32[] (dB) and max_steps int32[] (runtime values: changing them does not recompile)."""
+  fingerprint float32[H, W] (K as given, image orientation), injected float32[H, W] (the pattern multiplied into
+  the output: K, Kᵀ or 0 by injection mode), z float32[D, H, W] (planar), image_id int32[], and the stop rule
+  tau_stop float32[] (dB) and max_steps int32[]. Injection mode, τ_stop and max_steps are runtime data: changing
+  them does not recompile the chunk runner."""
   target: jax.Array
   target_u8: jax.Array
   fingerprint: jax.Array
+  injected: jax.Array
   z: jax.Array
   image_id: jax.Array
   tau_stop: jax.Array
@@ -490,7 +494,7 @@ def _where(cond, new, old):
 def _make_step(settings: DipSettings, hook: CandidateHook):
   """The per-image step (state, inputs) -> (state, record), see the module docstring for the order."""
   settings = resolve(settings)
-  model = make_model(settings)
+  model = make_model(dataclasses.replace(settings, injection="paper"))  # the mode is in inputs.injected
   tx = optim.make_optimizer(settings.optimizer)
   precision = _precision(settings)
 
@@ -503,7 +507,7 @@ def _make_step(settings: DipSettings, hook: CandidateHook):
     def loss_fn(flat_params):
       net_in = PlanarInput(inputs.z, key, settings.reg_noise_std, settings.perturbation, precision)
       variables = {"params": pspec.unravel(flat_params), "batch_stats": sspec.unravel(state.batch_stats)}
-      (x_hat, y), mutated = model.apply(variables, net_in, inputs.fingerprint, mutable=["batch_stats"])
+      (x_hat, y), mutated = model.apply(variables, net_in, inputs.injected, mutable=["batch_stats"])
       loss = jnp.mean(jnp.square(y[0] - inputs.target))
       return loss, (x_hat[0], sspec.ravel(mutated["batch_stats"]))
 
@@ -592,8 +596,9 @@ class DipRunner:
   """Compiled entry points for one (settings, hook, mesh).
 
   init(seed int, image_ids int32[N], images float32[N, H, W, 3], images_u8 uint8[N, H, W, 3],
-       fingerprints float32[N, H, W], active bool[N], tau_stop=None, max_steps=None) -> (DipState, DipInputs),
-       jitted, sharded on the image axis; tau_stop / max_steps default to the paper's 39 dB / 10,001.
+       fingerprints float32[N, H, W], active bool[N], tau_stop=None, max_steps=None, *, injection='paper')
+       -> (DipState, DipInputs), jitted, sharded on the image axis; tau_stop / max_steps default to the paper's
+       39 dB / 10,001.
   run_chunk(state, inputs) -> (state, DipHistory[N, K]): `chunk_size` steps, jitted, state donated.
   N must be a multiple of the mesh size (`optimize` pads).
   """
@@ -625,8 +630,9 @@ def build_runner(settings: DipSettings, *, hook: CandidateHook | None = None, me
   settings.check()
   hook = hook or NO_HOOK
   mesh = mesh or make_mesh()
-  # τ_stop and max_steps are runtime values (DipInputs) and default arguments of init: not part of the cache key.
-  settings = dataclasses.replace(settings, tau_stop=DipSettings.tau_stop, max_steps=DipSettings.max_steps)
+  # Injection mode, τ_stop and max_steps are arguments of init (runtime data of DipInputs), not part of the key.
+  settings = dataclasses.replace(settings, tau_stop=DipSettings.tau_stop, max_steps=DipSettings.max_steps,
+                                 injection=DipSettings.injection)
   if wrap_chunk_fn is not None:
     return _build_runner(settings, hook, mesh, wrap_chunk_fn)
   return _build_runner_cached(settings, hook, mesh)
@@ -645,7 +651,7 @@ def _build_runner(settings: DipSettings, hook: CandidateHook, mesh: Mesh, wrap_c
   tx = optim.make_optimizer(settings.optimizer)
   pspec, sspec = flat_specs(settings)
 
-  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps):
+  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, injection):
     key = jax.random.fold_in(jax.random.key(seed, impl=settings.prng_impl), image_id)
     params, batch_stats = init_flat(settings, jax.random.fold_in(key, 0))
     h, w = image.shape[:2]
@@ -655,19 +661,29 @@ def _build_runner(settings: DipSettings, hook: CandidateHook, mesh: Mesh, wrap_c
         opt_state=tx.init(params), rng=jax.random.fold_in(key, 2), done=jnp.logical_not(active),
         stopped=jnp.zeros((), bool), best_psnr=jnp.full((), -jnp.inf, jnp.float32),
         best_step=jnp.full((), -1, jnp.int32), candidates=hook.init(image, fingerprint))
-    inputs = DipInputs(target=image, target_u8=image_u8, fingerprint=fingerprint, z=z,
+    inputs = DipInputs(target=image, target_u8=image_u8, fingerprint=fingerprint,
+                       injected=injection_lib.oriented_fingerprint(fingerprint, injection), z=z,
                        image_id=jnp.asarray(image_id, jnp.int32), tau_stop=jnp.asarray(tau_stop, jnp.float32),
                        max_steps=jnp.asarray(max_steps, jnp.int32))
     return state, inputs
 
-  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None):
+  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None, *,
+           injection="paper"):
     tau_stop = settings.tau_stop if tau_stop is None else tau_stop
     max_steps = settings.max_steps if max_steps is None else max_steps
-    return jax.vmap(init_one, in_axes=(None, 0, 0, 0, 0, 0, None, None))(
+    return jax.vmap(functools.partial(init_one, injection=injection), in_axes=(None, 0, 0, 0, 0, 0, None, None))(
         seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps)
 
-  init_jit = jax.jit(init, in_shardings=(None, sharding, sharding, sharding, sharding, sharding, None, None),
-                     out_shardings=sharding)
+  @functools.lru_cache(maxsize=None)
+  def init_for(injection):  # one (cheap) init compile per injection mode; the chunk runner is shared
+    return jax.jit(functools.partial(init, injection=injection),
+                   in_shardings=(None, sharding, sharding, sharding, sharding, sharding, None, None),
+                   out_shardings=sharding)
+
+  def init_jit(seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None, *,
+               injection="paper"):
+    injection_lib.check_mode(injection)
+    return init_for(injection)(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps)
 
   batched_chunk = _make_chunk(settings, hook)
 
@@ -677,7 +693,9 @@ def _build_runner(settings: DipSettings, hook: CandidateHook, mesh: Mesh, wrap_c
   if wrap_chunk_fn is not None:
     local_chunk = wrap_chunk_fn(local_chunk)
   chunk_fn = jax.shard_map(local_chunk, mesh=mesh, in_specs=(spec, spec), out_specs=(spec, spec), check_vma=False)
-  run_chunk = jax.jit(chunk_fn, donate_argnums=0)
+  # Explicit shardings: on a 1-device mesh XLA would otherwise return some outputs as replicated, and the next
+  # call would compile again for the new input shardings.
+  run_chunk = jax.jit(chunk_fn, donate_argnums=0, in_shardings=sharding, out_shardings=sharding)
   return DipRunner(settings=settings, mesh=mesh, init=init_jit, run_chunk=run_chunk, chunk_fn=chunk_fn,
                    param_spec=pspec, stats_spec=sspec)
 
@@ -793,7 +811,8 @@ def optimize(images: Any, fingerprints: Any, *, config: Any = None, settings: Di
     images_f, images_u8, fps, ids = images_f[take], images_u8[take], fps[take], ids[take]
     active[n:] = False
   t0 = time.perf_counter()
-  state, inputs = runner.init(seed, ids, images_f, images_u8, fps, active, settings.tau_stop, settings.max_steps)
+  state, inputs = runner.init(seed, ids, images_f, images_u8, fps, active, settings.tau_stop, settings.max_steps,
+                              injection=settings.injection)
   jax.block_until_ready(state)
   init_s = time.perf_counter() - t0
   t0 = time.perf_counter()

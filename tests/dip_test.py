@@ -63,12 +63,13 @@ def recording_hook(capacity=CAP):
   return dip.CandidateHook(init=init, update=update)
 
 
-def run(runner, images, fingerprints, ids, *, chunks, tau_stop=float("inf"), max_steps=10**6, seed=0):
+def run(runner, images, fingerprints, ids, *, chunks, tau_stop=float("inf"), max_steps=10**6, seed=0,
+        injection="paper"):
   """init + `chunks` chunk calls; returns (history dict [N, T], params after each chunk [chunks][N, P], state)."""
   images_f, images_u8, fps = dip.validate_inputs(images, fingerprints, downsampling=4)
   n = len(ids)
   state, inputs = runner.init(seed, np.asarray(ids, np.int32), images_f, images_u8, fps, np.ones(n, bool),
-                              tau_stop, max_steps)
+                              tau_stop, max_steps, injection=injection)
   hists, params = [], []
   for _ in range(chunks):
     state, hist = runner.run_chunk(state, inputs)
@@ -348,10 +349,15 @@ def test_loss_decreases_and_psnr_rises(long_run):
   assert np.all(np.max(psnr, axis=1) - psnr[:, 0] > 7.0)
 
 
-def test_gamma_stays_near_zero_with_the_transposed_fingerprint(data):
+def test_gamma_stays_near_zero_with_the_transposed_fingerprint(runner3, data):
   images, fingerprints, _ = data
-  runner = dip.build_runner(dataclasses.replace(TINY, injection="legacy_transposed"))
-  history, _, _ = run(runner, images, fingerprints, [0, 1, 2], chunks=100)
+  history, _, _ = run(runner3, images, fingerprints, [0, 1, 2], chunks=100, injection="legacy_transposed")
   gamma = np.mean(history["gamma"][:, -100:], axis=1)
   assert np.all(gamma < 0.015), gamma
   assert np.all(history["gamma"] >= 0)
+
+
+def test_gamma_stays_zero_without_injection(runner3, data):
+  images, fingerprints, _ = data
+  history, _, _ = run(runner3, images, fingerprints, [0, 1, 2], chunks=5, injection="none")
+  np.testing.assert_array_equal(history["gamma"], 0.0)
