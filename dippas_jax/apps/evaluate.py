@@ -1,0 +1,48 @@
+"""dippas-evaluate: anonymizers × config sweeps × photos → PSNR, NCC, attribution ROC/AUC, edge-only AUC, plots.
+
+  dippas-evaluate --images=../shared/data/dresden/manifest.csv \
+      --fingerprints='../shared/reference/prnu_python/fingerprints/*_sigma3.npy' --workdir=runs/eval \
+      --config=configs/evaluate.py:cpu
+  dippas-evaluate ... --methods=original,wavelet_denoising,dippas --config.baselines.wavelet_denoising.passes='(1,2,3)'
+  dippas-evaluate ... --config=configs/evaluate.py:cpu,ablation=block_size
+
+--images: a manifest.csv (rows of kind 'natural'), a folder of device folders (each with its photos and
+optionally its fingerprint file; then --fingerprints may be left out), or a folder/glob/list of photos named
+<device>_<id>.<ext>. In --workdir: images/<method>/<config>/<image>.png (reused by reruns), results.csv,
+summary.json, auc_vs_psnr_<variant>.png, roc_<variant>.png, ncc_hist.png. Exit code 0: all done; 1: some photos
+were skipped (reported); 2: bad input.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from dippas_jax import experiments
+from dippas_jax.apps import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", common.config_path("evaluate"), "Evaluation config.",
+                                          lock_config=True)
+_IMAGES = flags.DEFINE_string("images", None, "manifest.csv, folder of device folders, or folder/glob/list of "
+                              "photos.", required=True)
+_FINGERPRINTS = flags.DEFINE_string("fingerprints", None, "Folder, glob or comma list of .npz/.npy/.mat device "
+                                    "fingerprints (optional for a folder of device folders holding them).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (reruns reuse its images).", required=True)
+_METHODS = flags.DEFINE_list("methods", None, "Comma list of methods overriding config.methods: original, "
+                             "adaptive_prnu_removal, fingerprint_subtraction, wavelet_denoising, inpainting, "
+                             "dippas, or a key of config.dippas_variants.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the DIP random streams.")
+
+
+def _job():
+  summary = experiments.evaluate_job(images=_IMAGES.value, fingerprints=_FINGERPRINTS.value,
+                                     workdir=_WORKDIR.value, config=_CONFIG.value, methods=_METHODS.value,
+                                     seed=_SEED.value)
+  return 1 if summary["skipped"] else 0
+
+
+def run():
+  app.run(common.main_wrapper(_job))
+
+
+if __name__ == "__main__":
+  run()

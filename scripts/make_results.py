@@ -1,0 +1,212 @@
+r"""Turns a `dippas-evaluate` workdir into RESULTS.md (tables) and results/*.png (the plots, downscaled).
+
+    python -m dippas_jax.apps.evaluate --images=../shared/data/dresden/manifest.csv \
+        --fingerprints='../shared/reference/prnu_python/fingerprints/*_sigma3.npy' --workdir=/tmp/eval_dresden \
+        --config=configs/evaluate.py:cpu
+    python scripts/make_results.py --workdir=/tmp/eval_dresden --wall="21 min" \
+        --command="python -m dippas_jax.apps.evaluate ..."
+
+Everything in the tables is read from `<workdir>/summary.json` (nothing is recomputed here); the plots are the
+job's PNGs, rescaled to `--dpi` (the job writes 110 dpi) so that the committed files stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+from absl import app
+from absl import flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The evaluation workdir (summary.json, plots).", required=True)
+flags.DEFINE_string("out", str(REPO / "RESULTS.md"), "Markdown file to write.")
+flags.DEFINE_string("results_dir", str(REPO / "results"), "Folder for the plot PNGs (relative links from --out).")
+flags.DEFINE_string("command", "", "The exact command that produced the workdir (recorded verbatim).")
+flags.DEFINE_string("wall", "", "Wall time of that command (recorded verbatim).")
+flags.DEFINE_string("machine", "2 shared CPU cores (other jobs running), no GPU", "Where it ran.")
+flags.DEFINE_string("notes", "", "Optional markdown file appended as a 'Notes' section (cross-checks, caveats).")
+flags.DEFINE_integer("dpi", 80, "Resolution of the copied plots (the job writes 110 dpi).")
+
+_VARIANT_TEXT = {
+    "original_negatives": "negatives = the other devices' ORIGINAL photos (what the DIPPAS authors' scripts did)",
+    "anonymized_negatives": "negatives = the other devices' ANONYMIZED photos",
+}
+
+
+def _f(v, spec: str = ".3f") -> str:
+  if v is None:
+    return "n/a"
+  if isinstance(v, str):
+    return "∞" if v == "inf" else v
+  if isinstance(v, float) and not math.isfinite(v):
+    return "∞" if v > 0 else "n/a"
+  return f"{v:{spec}}"
+
+
+def _signed(v) -> str:
+  return "n/a" if v is None else f"{v:+.3f}"
+
+
+def _copy_plots(workdir: pathlib.Path, out_dir: pathlib.Path, names, dpi: int) -> list[str]:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out_dir.mkdir(parents=True, exist_ok=True)
+  copied = []
+  for name in names:
+    src = workdir / name
+    if not src.is_file():
+      continue
+    im = Image.open(src)
+    scale = dpi / 110.0
+    if scale < 1:
+      im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+    im.convert("RGB").save(out_dir / name, format="PNG", optimize=True)
+    copied.append(name)
+  return copied
+
+
+def _protocol_lines(s: dict) -> list[str]:
+  p, c = s["protocol"], s["config"]
+  d = c["dippas"]
+  dip = d["dip"]
+  e = c["edges"]
+  per_dev = ", ".join(f"{k} {v}" for k, v in p["images_per_device"].items())
+  lines = [
+      f"- **Photos**: {p['num_images']} natural photos ({per_dev}), `{p['images']}`, centre crop "
+      f"{p['crop'][0]}×{p['crop'][1]} (the same crop for every method and for the fingerprints).",
+      f"- **Fingerprints**: `{p['fingerprint_spec']}` ({len(p['fingerprints'])} devices), centre-cropped to the "
+      "same size.",
+      f"- **Scores**: DIPPAS Eq. 2 NCC, `NCC(W(J), gray(J) ⊙ K)`, residual W by the wavelet denoiser with "
+      f"σ = {p['sigma']:g}; edge-only NCC on the pixels of `evaluation.edge_mask` of the original photo "
+      f"(our wavelet denoiser σ = {e['denoiser_sigma']:g}, then skimage Canny σ = {e['canny_sigma']:g}, "
+      f"thresholds {e['low_threshold']:g}/{e['high_threshold']:g}, dilation by a disk of radius {e['radius']}).",
+      "- **Protocol**: for each device d, positives = the anonymized photos of d scored against K_d, negatives = "
+      "the photos of the other devices scored against K_d; pooled = the union over devices. AUC and TPR at "
+      f"FPR = {p['fpr_target']:g} from the pooled ROC; PSNR (dB) of the saved uint8 PNG against the original crop, "
+      "mean over the photos the method changed (¹ below).",
+  ]
+  methods = list(s["results"])
+  baseline_bits = []
+  for name, opts in c["baselines"].items():
+    if name in methods:
+      baseline_bits.append(f"`{name}` ({', '.join(f'{k}={v}' for k, v in opts.items())})")
+  if baseline_bits:
+    lines.append("- **Baselines** (`dippas_jax/baselines.py`; tuple values are swept): " + "; ".join(baseline_bits)
+                 + ".")
+  if any(m.startswith("dippas") for m in methods):
+    model = dip["model"]
+    lines.append(
+        f"- **DIPPAS** ({d['mode']}, injection `{dip['injection']}`): MultiRes U-Net filters {tuple(model['filters'])}, "
+        f"skips {tuple(model['skips'])}, input depth {model['input_depth']}, optimizer `{dip['optimizer']['name']}` "
+        f"lr {dip['optimizer']['learning_rate']:g}, ≤ {dip['max_steps']} iterations, τ_stop {dip['tau_stop']:g} dB, "
+        f"seed {p['seed']}; one optimization per photo serves every (B, L, τ) with B ∈ "
+        f"{tuple(d['sweep']['block_sizes'])}, L ∈ {tuple(d['sweep']['num_blocks'])}, "
+        f"τ ∈ {tuple(d['sweep']['taus'])} (when no iteration reaches τ, the pool is the best-PSNR iterations).")
+  return lines
+
+
+def _table(s: dict, variant: str) -> list[str]:
+  lines = ["| method | config | mean PSNR (dB)¹ | pooled AUC | TPR @ 1 % FPR | edge-only AUC | (AUC_edges − AUC)/AUC |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+  for r in s["table"]:
+    if r["variant"] != variant:
+      continue
+    psnr = "∞" if r["mean_psnr_changed"] is None else _f(r["mean_psnr_changed"], ".2f")
+    if r["num_unchanged"] and r["mean_psnr_changed"] is not None:
+      psnr += f" ({r['num_unchanged']} unchanged)"
+    lines.append(f"| {r['method']} | {r['config']} | {psnr} | {_f(r['auc'])} | "
+                 f"{_f(r['tpr_at_fpr'])} | {_f(r['auc_edges'])} | {_signed(r['relative_change'])} |")
+  return lines
+
+
+def _per_device(s: dict, variant: str) -> list[str]:
+  devices = list(s["protocol"]["images_per_device"])
+  lines = ["| method | config | " + " | ".join(devices) + " |", "|---|---|" + "---:|" * len(devices)]
+  for method, configs in s["results"].items():
+    for label, entry in configs.items():
+      per = entry["metrics"][variant]["ncc"]["per_device"]
+      lines.append(f"| {method} | {label} | " + " | ".join(_f(per[d]["auc"], ".2f") for d in devices) + " |")
+  return lines
+
+
+def _dip_lines(s: dict) -> list[str]:
+  out = []
+  for method, runs in (s.get("dippas_runs") or {}).items():
+    if runs:
+      out.append(f"- `{method}`: {runs['images']} photos, mean {runs['mean_iterations']:.0f} iterations, "
+                 f"{runs['stopped_at_tau_stop']} stopped at τ_stop, mean best DIP PSNR "
+                 f"{runs['mean_best_psnr_dip']:.2f} dB, mean final γ {runs['mean_gamma']:.3g}.")
+  return out
+
+
+def make(workdir: pathlib.Path, out: pathlib.Path, results_dir: pathlib.Path, *, command: str, wall: str,
+         machine: str, dpi: int, notes: str = "") -> str:
+  s = json.loads((workdir / "summary.json").read_text())
+  plots = _copy_plots(workdir, results_dir, s["plots"], dpi)
+  rel = results_dir.relative_to(out.parent) if results_dir.is_relative_to(out.parent) else results_dir
+  t = s["timings_s"]
+  lines = [
+      "# Results",
+      "",
+      "Generated by `scripts/make_results.py` from the `summary.json` of one `dippas-evaluate` run; every number "
+      "below comes from that run (per-image values in its `results.csv`, not committed).",
+      "",
+      "## CPU protocol on the shared Dresden photos",
+      "",
+      "```",
+      command or "(command not recorded)",
+      "```",
+      "",
+      f"Wall time: {wall or 'n/a'}. Machine: {machine}.",
+      "",
+      (f"The summary used here is from a run that computed {s['work']['computed']} of the {s['work']['items']} "
+       "(method, config, photo) items and reused the rest from the workdir (job timings: "
+       + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ").") if s["work"]["computed"] else
+      (f"The summary used here is from a rerun of the same command on the same workdir: all {s['work']['items']} "
+       "(method, config, photo) items reused from the saved PNGs, every metric recomputed from them "
+       f"({t['total']:.0f} s)."),
+      "",
+      *_protocol_lines(s),
+      "",
+  ]
+  dip = _dip_lines(s)
+  if dip:
+    lines += ["DIP runs:", "", *dip, ""]
+  for variant in ("original_negatives", "anonymized_negatives"):
+    lines += [f"### Variant `{variant}`: {_VARIANT_TEXT[variant]}", "", *_table(s, variant), ""]
+  lines += ["¹ Mean PSNR of the saved PNGs against the original crops over the photos the method changed; a "
+            "PRNU-aware baseline leaves a photo unchanged (PSNR ∞) when its NCC with K is already ≤ 0, and their "
+            "number is given in brackets (all photos still count in the AUC). The original photos: ∞.", ""]
+  lines += ["Per-device AUC (variant `original_negatives`; one or a few photos per device, so these are coarse):",
+            "", *_per_device(s, "original_negatives"), ""]
+  if plots:
+    lines += ["### Plots", ""]
+    for name in plots:
+      lines.append(f"![{name}]({rel / name})")
+      lines.append("")
+  if notes:
+    lines += ["### Notes", "", notes.strip(), ""]
+  lines += [
+      "## GPU 512² paper protocol",
+      "",
+      "Not run (no GPU in this session). The command is the one above with `--config=configs/evaluate.py` (512² "
+      "crops, the paper's DIP and the B × τ grid of Figs. 10–13).",
+      "",
+  ]
+  text = "\n".join(lines)
+  out.write_text(text)
+  return text
+
+
+def main(argv):
+  del argv
+  text = make(pathlib.Path(FLAGS.workdir), pathlib.Path(FLAGS.out), pathlib.Path(FLAGS.results_dir),
+              command=FLAGS.command, wall=FLAGS.wall, machine=FLAGS.machine, dpi=FLAGS.dpi,
+              notes=pathlib.Path(FLAGS.notes).read_text() if FLAGS.notes else "")
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
