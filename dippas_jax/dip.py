@@ -18,7 +18,11 @@ K = chunk size (steps per call of the chunk runner), T = steps recorded.
 
 Design:
   * State is an explicit pytree (`DipState`), one entry per image along a leading axis N; the constant per-image
-    data (target, fingerprint, the fixed input z) is `DipInputs`.
+    data (target, fingerprint, the injected pattern, the fixed input z, the stop rule) is `DipInputs`. Params,
+    BatchNorm statistics and the optimizer moments are flat float32 vectors (`FlatSpec`; one fused update per
+    step instead of ~100 per-leaf ones, which also cuts compile time); `DipRunner.params_tree` restores the tree.
+  * The injection mode, τ_stop and max_steps are data (set at init), so switching between them never recompiles.
+  * The candidate hook (`CandidateHook`) runs inside the jitted step, per image, and owns `DipState.candidates`.
   * Keys: `k_i = fold_in(key(seed), image_id)`; params, z and the perturbation stream are fold_in(k_i, 0 | 1 | 2);
     the perturbation of step t is drawn from fold_in(stream, t) inside the jitted step. A result therefore depends
     on (seed, image_id, image, fingerprint, settings) only, never on which other images share the batch.
@@ -59,11 +63,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -205,11 +207,11 @@ def variable_shapes(settings: DipSettings) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def _init_rule(settings: DipSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Per leaf of the flat params: (scale, shift, size) with param = shift + scale·u, and the batch_stats' init.
+def init_vectors(settings: DipSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Host vectors (scale float32[P], shift float32[P], batch_stats float32[S]) with params = shift + scale·u.
 
   Conv kernels and their biases: scale = 1/sqrt(k·k·C_in) ('pytorch', u ~ U(-1, 1)) or kernel scale
-  sqrt(1/fan_in)/0.8796 and bias 0 ('flax', u ~ truncated N(0, 1) on [-2, 2], as lecun_normal); BatchNorm scale
+  sqrt(1/fan_in)/0.8796 and bias 0 ('flax', u ~ truncated N(0, 1) on [-2, 2], as lecun_normal); BatchNorm scale:
   shift 1; everything else (BN shift, γ) 0. Running var 1, mean 0.
   """
   pspec, sspec = flat_specs(settings)
@@ -226,22 +228,22 @@ def _init_rule(settings: DipSettings) -> tuple[np.ndarray, np.ndarray, np.ndarra
       scale.append(0.0)
     shift.append(1.0 if path[-1] == "scale" else 0.0)
   stats = [1.0 if path[-1] == "var" else 0.0 for path in sspec.paths]
-  return (np.asarray(scale, np.float32), np.asarray(shift, np.float32), np.asarray(pspec.sizes),
-          np.repeat(np.asarray(stats, np.float32), sspec.sizes))
+  expand = lambda v, sizes: np.repeat(np.asarray(v, np.float32), sizes)  # noqa: E731
+  return expand(scale, pspec.sizes), expand(shift, pspec.sizes), expand(stats, sspec.sizes)
 
 
-def init_flat(settings: DipSettings, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def init_flat(settings: DipSettings, key: jax.Array,
+              vectors: tuple[Any, Any, Any] | None = None) -> tuple[jax.Array, jax.Array]:
   """Fresh flat (params float32[P], batch_stats float32[S]) for one image (see `init_variables`): one random draw
   of P numbers, so that initialisation compiles in a second instead of the ~30 s that `model.init`'s ~100
-  separate draws take on CPU."""
-  scale, shift, sizes, stats = _init_rule(settings)
-  total = int(sizes.sum())
+  separate draws take on CPU. `vectors`: `init_vectors(settings)`, possibly already on the device."""
+  scale, shift, stats = vectors if vectors is not None else init_vectors(settings)
+  total = scale.shape[0]
   if settings.init_scheme == "pytorch":
     u = jax.random.uniform(key, (total,), jnp.float32, -1.0, 1.0)
   else:
     u = jax.random.truncated_normal(key, -2.0, 2.0, (total,), jnp.float32)
-  expand = lambda v: jnp.repeat(jnp.asarray(v), sizes, total_repeat_length=total)  # noqa: E731
-  return expand(shift) + expand(scale) * u, jnp.asarray(stats)
+  return jnp.asarray(shift) + jnp.asarray(scale) * u, jnp.asarray(stats)
 
 
 def init_variables(settings: DipSettings, key: jax.Array) -> dict[str, Any]:
@@ -651,9 +653,9 @@ def _build_runner(settings: DipSettings, hook: CandidateHook, mesh: Mesh, wrap_c
   tx = optim.make_optimizer(settings.optimizer)
   pspec, sspec = flat_specs(settings)
 
-  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, injection):
+  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, vectors, injection):
     key = jax.random.fold_in(jax.random.key(seed, impl=settings.prng_impl), image_id)
-    params, batch_stats = init_flat(settings, jax.random.fold_in(key, 0))
+    params, batch_stats = init_flat(settings, jax.random.fold_in(key, 0), vectors)
     h, w = image.shape[:2]
     z = settings.input_noise_std * jax.random.normal(jax.random.fold_in(key, 1), (settings.input_depth, h, w))
     state = DipState(
@@ -667,23 +669,27 @@ def _build_runner(settings: DipSettings, hook: CandidateHook, mesh: Mesh, wrap_c
                        max_steps=jnp.asarray(max_steps, jnp.int32))
     return state, inputs
 
-  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None, *,
+  vectors = tuple(jnp.asarray(v) for v in init_vectors(settings))  # passed as arguments, not HLO constants
+
+  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, vectors, *,
            injection="paper"):
-    tau_stop = settings.tau_stop if tau_stop is None else tau_stop
-    max_steps = settings.max_steps if max_steps is None else max_steps
-    return jax.vmap(functools.partial(init_one, injection=injection), in_axes=(None, 0, 0, 0, 0, 0, None, None))(
-        seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps)
+    return jax.vmap(functools.partial(init_one, injection=injection),
+                    in_axes=(None, 0, 0, 0, 0, 0, None, None, None))(
+        seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, vectors)
 
   @functools.lru_cache(maxsize=None)
   def init_for(injection):  # one (cheap) init compile per injection mode; the chunk runner is shared
     return jax.jit(functools.partial(init, injection=injection),
-                   in_shardings=(None, sharding, sharding, sharding, sharding, sharding, None, None),
+                   in_shardings=(None, sharding, sharding, sharding, sharding, sharding, None, None, None),
                    out_shardings=sharding)
 
   def init_jit(seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None, *,
                injection="paper"):
     injection_lib.check_mode(injection)
-    return init_for(injection)(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps)
+    tau_stop = settings.tau_stop if tau_stop is None else tau_stop
+    max_steps = settings.max_steps if max_steps is None else max_steps
+    return init_for(injection)(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps,
+                               vectors)
 
   batched_chunk = _make_chunk(settings, hook)
 
@@ -783,18 +789,20 @@ class DipResult:
 
 
 def optimize(images: Any, fingerprints: Any, *, config: Any = None, settings: DipSettings | None = None,
-             seed: int = 0, image_ids: Sequence[int] | None = None, hook: CandidateHook | None = None,
+             seed: int | None = None, image_ids: Sequence[int] | None = None, hook: CandidateHook | None = None,
              on_chunk: Callable[[ChunkInfo], None] | None = None, mesh: Mesh | None = None,
              max_chunks: int | None = None) -> DipResult:
   """Run DIP on N images until every one is done (PSNR > τ_stop or `max_steps` forwards).
 
   images uint8|float[N, H, W, 3] (see `validate_inputs`), fingerprints float[N, H, W] or [H, W] (the K injected,
-  image orientation); settings from `settings` or `config` (configs/dip.py); image_ids default 0..N-1 (they seed
-  the per-image keys); hook: a `CandidateHook`; on_chunk: called with a `ChunkInfo` after every chunk;
-  max_chunks: stop early (benchmarks).
+  image orientation); settings from `settings` or `config` (configs/dip.py); seed default config.seed or 0;
+  image_ids default 0..N-1 (with the seed they key each image); hook: a `CandidateHook`; on_chunk: called with a
+  `ChunkInfo` after every chunk; mesh: default all devices; max_chunks: stop early (benchmarks).
   """
   if settings is None:
     settings = DipSettings.from_config(config) if config is not None else DipSettings()
+  if seed is None:
+    seed = int(getattr(config, "seed", 0)) if config is not None else 0
   settings.check()
   images_f, images_u8, fps = validate_inputs(images, fingerprints, downsampling=settings.downsampling,
                                              injection=settings.injection)

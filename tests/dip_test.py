@@ -361,3 +361,69 @@ def test_gamma_stays_zero_without_injection(runner3, data):
   images, fingerprints, _ = data
   history, _, _ = run(runner3, images, fingerprints, [0, 1, 2], chunks=5, injection="none")
   np.testing.assert_array_equal(history["gamma"], 0.0)
+
+
+# ------------------------------------------------------------------------------------------ driver and configs
+
+def _dip_config():
+  try:
+    from dippas_jax.configs import dip as dip_config  # pylint: disable=g-import-not-at-top
+  except ImportError:  # a checkout that is not pip-installed
+    dip_config = pytest.importorskip("configs.dip")
+  return dip_config
+
+
+def test_configs():
+  dip_config = _dip_config()
+  paper = dip.DipSettings.from_config(dip_config.get_config())
+  assert paper == dip.DipSettings(), "configs/dip.py defaults must be the engine's (paper) defaults"
+  assert (paper.tau_stop, paper.max_steps, paper.optimizer.learning_rate) == (39.0, 10001, 1e-3)
+  tiny = dip.DipSettings.from_config(dip_config.get_config("tiny,injection=legacy_transposed,optimizer=adam"))
+  assert tiny.filters == (4, 8, 8) and tiny.injection == "legacy_transposed" and tiny.optimizer.name == "adam"
+  config = dip_config.get_config("batching=map")
+  assert config.runner.batching == "map"
+  with pytest.raises(AttributeError):
+    config.tua_stop = 3.0  # locked: typos are errors
+  with pytest.raises(ValueError, match="Unsupported injection"):
+    dip_config.get_config("injection=transposed")
+  with pytest.raises(ValueError, match="Unknown config"):
+    dip_config.get_config("huge")
+
+
+def test_optimize_driver_stops_pads_and_reports(data):
+  images, fingerprints, _ = data
+  chunks = []
+  settings = dataclasses.replace(TINY, tau_stop=12.0, max_steps=40)
+  result = dip.optimize(images[:2], fingerprints[:2], settings=settings, seed=3, on_chunk=chunks.append)
+  assert result.history["psnr"].shape == (2, int(result.num_steps.max()))
+  for i in range(2):
+    n = int(result.num_steps[i])
+    psnr = result.history["psnr"][i]
+    if result.stopped[i]:  # stopped at the first step above τ, which is recorded
+      assert psnr[n - 1] > 12.0 and np.all(psnr[:n - 1] <= 12.0)
+    else:
+      assert n == 40 and np.all(psnr[:n] <= 12.0)
+    assert result.history["active"][i, :n].all() and not result.history["active"][i, n:].any()
+  assert result.stopped.any()
+  assert [c.steps for c in chunks] == [CHUNK * (c + 1) for c in range(len(chunks))]
+  assert chunks[-1].num_active == 0 and len(chunks) == -(-int(result.num_steps.max()) // CHUNK)
+  last_gamma = [result.history["gamma"][i, int(result.num_steps[i]) - 1] for i in range(2)]
+  np.testing.assert_allclose(result.gamma, last_gamma, atol=1.01e-3)  # one update (≤ lr) after the last forward
+  assert np.all(result.gamma >= 0)
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke(capsys):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "benchmark_dip.py"
+  spec = importlib.util.spec_from_file_location("benchmark_dip", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  flags.FLAGS(["benchmark_dip.py"])
+  with flagsaver.flagsaver(config="tiny", sizes=["16"], batch=["2"], formulations=["vmap"], precisions=["highest"],
+                           steps=2, chunks=1, isolate=False):
+    module.main(["benchmark_dip.py"])
+  out = capsys.readouterr().out
+  assert "| 16 | 2 | vmap | highest |" in out and "error" not in out

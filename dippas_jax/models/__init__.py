@@ -13,3 +13,8 @@ from dippas_jax.models.multires_unet import NetworkInput as NetworkInput
 from dippas_jax.models.multires_unet import conv2d as conv2d
 from dippas_jax.models.multires_unet import multires_out as multires_out
 from dippas_jax.models.multires_unet import multires_widths as multires_widths
+
+__all__ = [
+    "CONV_IMPLS", "INJECTION_MODES", "InjectedUNet", "MultiResUNet", "NetworkInput", "PrnuInjection", "conv2d",
+    "get_gamma", "inject", "multires_out", "multires_widths", "oriented_fingerprint", "project_gamma",
+]
