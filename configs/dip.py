@@ -88,6 +88,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # How the perturbation is drawn: 'full' (D·H·W Gaussians per step, the reference), 'projected' (the same
   # distribution with ~8× fewer random numbers, see dippas_jax/dip.py), 'auto' (projected on CPU, full elsewhere).
   config.noise.perturbation = "auto"
+  # 'projected' draws in full below this many input values D·H·W per image (cheaper there; 4 Mi ≈ 90² at D = 512).
+  config.noise.projected_min_size = 4 * 2**20
   # jax.random implementation: 'threefry2x32' (default, identical under vmap), 'rbg' or 'unsafe_rbg'.
   config.noise.prng_impl = "threefry2x32"
 

@@ -48,7 +48,7 @@ Design:
                    with E ~ N(0, 1)^{D×M} and L_G·L_Gᵀ = G·Gᵀ. Forward outputs and gradients have the joint
                    distribution of 'full' (up to a 1e-6 relative Cholesky jitter); only the random stream differs.
                    Cholesky factors are unique, so the sample does not depend on batching. With M ≥ D (tiny
-                   networks) it falls back to 'full'.
+                   networks) or D·H·W < PROJECTED_MIN_SIZE (small inputs) it draws in full, which is cheaper there.
     'auto' picks 'projected' on CPU (where drawing 134 M Gaussians per step at 512² dominates) and 'full'
     elsewhere.
 """
@@ -74,6 +74,9 @@ from dippas_jax.models import injection as injection_lib
 from dippas_jax.models import multires_unet
 
 IMAGE_AXIS = "images"
+# 'projected' draws the perturbation in full below this many input values D·H·W per image (on a 2-core CPU at
+# D = 512 the full draw is faster at 64² = 2.1 M values, the projection from 128² = 8.4 M on).
+PROJECTED_MIN_SIZE = 4 * 2**20
 BATCHINGS = ("vmap", "map", "loop")
 PERTURBATIONS = ("auto", "full", "projected")
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
@@ -125,6 +128,7 @@ class DipSettings:
   input_noise_std: float = 0.1
   reg_noise_std: float = 0.1
   perturbation: str = "auto"
+  projected_min_size: int = PROJECTED_MIN_SIZE
   prng_impl: str = "threefry2x32"
   optimizer: OptimizerSettings = OptimizerSettings()
   tau_stop: float = 39.0
@@ -146,7 +150,7 @@ class DipSettings:
         input_depth=int(m.input_depth), negative_slope=float(m.negative_slope), init_scheme=m.init_scheme,
         precision=m.precision, conv_impl=m.conv_impl, injection=config.injection,
         input_noise_std=float(n.input_std), reg_noise_std=float(n.reg_std), perturbation=n.perturbation,
-        prng_impl=n.prng_impl,
+        projected_min_size=int(getattr(n, "projected_min_size", PROJECTED_MIN_SIZE)), prng_impl=n.prng_impl,
         optimizer=OptimizerSettings(
             name=o.name, learning_rate=float(o.learning_rate), b1=float(o.b1), b2=float(o.b2), eps=float(o.eps),
             weight_decay=float(o.weight_decay), momentum=float(o.momentum), nesterov=bool(o.nesterov),
@@ -368,10 +372,12 @@ class PlanarInput:
   key None: no perturbation).
   """
 
-  def __init__(self, z: jax.Array, key: jax.Array | None, std: float, scheme: str, precision: Any = "highest"):
+  def __init__(self, z: jax.Array, key: jax.Array | None, std: float, scheme: str, precision: Any = "highest",
+               projected_min_size: int = PROJECTED_MIN_SIZE):
     if z.ndim != 3:
       raise ValueError(f"z must be planar [D, H, W], got shape {z.shape}.")
     self.z, self.key, self.std, self.scheme, self.precision = z, key, std, scheme, precision
+    self.projected_min_size = projected_min_size
     self.depth = z.shape[0]
     self.spatial = tuple(z.shape[1:])
 
@@ -384,9 +390,9 @@ class PlanarInput:
     elif self.scheme == "full":
       x = zf + self.std * jax.random.normal(self.key, zf.shape, zf.dtype)
       prod = jnp.dot(a.T, x, precision=self.precision)
-    elif self.scheme == "projected" and a.shape[1] < d:
+    elif self.scheme == "projected" and a.shape[1] < d and d * h * w >= self.projected_min_size:
       prod = projected_perturbed_product(a, zf, self.key, self.std, self.precision)
-    elif self.scheme == "projected":  # M >= D (tiny networks): nothing to save, draw n in full
+    elif self.scheme == "projected":  # M >= D (tiny networks) or a small input: draw n in full, it is cheaper
       x = zf + self.std * jax.random.normal(self.key, zf.shape, zf.dtype)
       prod = jnp.dot(a.T, x, precision=self.precision)
     else:
@@ -507,7 +513,8 @@ def _make_step(settings: DipSettings, hook: CandidateHook):
     key = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(flat_params):
-      net_in = PlanarInput(inputs.z, key, settings.reg_noise_std, settings.perturbation, precision)
+      net_in = PlanarInput(inputs.z, key, settings.reg_noise_std, settings.perturbation, precision,
+                           settings.projected_min_size)
       variables = {"params": pspec.unravel(flat_params), "batch_stats": sspec.unravel(state.batch_stats)}
       (x_hat, y), mutated = model.apply(variables, net_in, inputs.injected, mutable=["batch_stats"])
       loss = jnp.mean(jnp.square(y[0] - inputs.target))
@@ -524,10 +531,12 @@ def _make_step(settings: DipSettings, hook: CandidateHook):
     params = params.at[gamma_index].set(jnp.maximum(params[gamma_index], 0.0))  # project γ >= 0
     next_step = state.step + 1
     better = psnr > state.best_psnr
+    # params / opt_state are returned updated; `_masked` keeps the old ones where the image stopped (no update at
+    # the crossing step) or was inactive, in one select per array.
     new_state = state.replace(
         step=next_step,
-        params=_where(stop, state.params, params),
-        opt_state=_where(stop, state.opt_state, opt_state),
+        params=params,
+        opt_state=opt_state,
         batch_stats=batch_stats,
         done=stop | (next_step >= inputs.max_steps),
         stopped=stop,
@@ -541,9 +550,13 @@ def _make_step(settings: DipSettings, hook: CandidateHook):
 
 
 def _masked(active, new: DipState, old: DipState, record: DipHistory) -> tuple[DipState, DipHistory]:
-  """Keep `new` where active, else `old` (every field but the key); NaN / -1 records where inactive."""
-  fields = ("step", "params", "batch_stats", "opt_state", "done", "stopped", "best_psnr", "best_step", "candidates")
+  """Keep `new` where active, else `old` (every field but the key; params and optimizer state also stay when the
+  image stopped at this step: no update at the crossing iteration); NaN / -1 records where inactive."""
+  fields = ("step", "batch_stats", "done", "stopped", "best_psnr", "best_step", "candidates")
   kept = old.replace(**{f: _where(active, getattr(new, f), getattr(old, f)) for f in fields})
+  update = active & jnp.logical_not(new.stopped)
+  kept = kept.replace(params=_where(update, new.params, old.params),
+                      opt_state=_where(update, new.opt_state, old.opt_state))
   nan = jnp.float32(jnp.nan)
   rec = DipHistory(step=jnp.where(active, record.step, -1), loss=jnp.where(active, record.loss, nan),
                    psnr=jnp.where(active, record.psnr, nan), gamma=jnp.where(active, record.gamma, nan),

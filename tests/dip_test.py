@@ -26,7 +26,7 @@ NUM_IMAGES = 3
 CHUNK = 4
 CAP = 64  # capacity of the recording hook (steps)
 TINY = dip.DipSettings(filters=(4, 8, 8), skips=(4, 4), input_depth=32, chunk_size=CHUNK,
-                       perturbation="projected", conv_impl="gemm")
+                       perturbation="projected", projected_min_size=0, conv_impl="gemm")
 
 
 def make_images(n=NUM_IMAGES, size=SIZE, seed=0):
