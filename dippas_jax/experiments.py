@@ -144,22 +144,7 @@ def load_dataset(*, images: str, fingerprints: str | None, crop: tuple[int, int]
     io.InputError: no usable photo, no fingerprint, or fingerprints of the wrong size.
   """
   records, folder_fps = list_dataset(images)
-  loaded, kept = [], []
-  skipped = []
-  for r in tqdm(records, desc="read images", unit="img", file=sys.stderr):
-    try:
-      im = _to_uint8(io.read_image(r.path))
-      im = io.center_crop(im, *crop, name=str(r.path)) if crop else im
-      if loaded and im.shape != loaded[0].shape:
-        raise io.InputError(f"{r.path}: size {im.shape[:2]} differs from the other images; set a crop")
-    except io.InputError as e:
-      print(f"skipped: {e}", file=sys.stderr)
-      skipped.append(str(e))
-      continue
-    loaded.append(im)
-    kept.append(r)
-  if not loaded:
-    raise io.InputError(f"{images}: none of the {len(records)} images could be used")
+  loaded, kept, skipped = io.read_usable_images(records, crop=crop, convert=_to_uint8, spec=images)
   shape = loaded[0].shape[:2]
   known = sorted({r.device for r in kept if r.device})
   if fingerprints:

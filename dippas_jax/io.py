@@ -18,12 +18,14 @@ import glob as globlib
 import json
 import os
 import pathlib
+import sys
 import tempfile
 import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 FINGERPRINT_EXTENSIONS = (".npz", ".npy", ".mat")
@@ -205,6 +207,34 @@ def load_images(paths: Sequence[str | os.PathLike], *, crop: tuple[int, int] | N
   if len({im.dtype for im in images}) > 1:
     images = [im.astype(np.float32) for im in images]
   return np.stack(images)
+
+
+def read_usable_images(records: Sequence["ImageRecord"], *, crop: tuple[int, int] | None,
+                       convert: Callable[[np.ndarray], np.ndarray] = lambda im: im, spec: str = "images",
+                       ) -> tuple[list[np.ndarray], list["ImageRecord"], list[str]]:
+  """Reads and centre-crops `records`, skipping (with a line on stderr) the unreadable ones, the too small ones and,
+  without a crop, those whose size differs from the first usable one. A progress bar is shown on stderr.
+
+  Returns (images, their records, skip messages); each image is `convert(read_image(path))`, cropped.
+  Raises:
+    InputError: no image could be used (`spec` names the input in the message).
+  """
+  images, kept, skipped = [], [], []
+  for r in tqdm(records, desc="read images", unit="img", file=sys.stderr):
+    try:
+      im = convert(read_image(r.path))
+      im = center_crop(im, *crop, name=str(r.path)) if crop else im
+      if images and im.shape != images[0].shape:
+        raise InputError(f"{r.path}: size {im.shape[:2]} differs from the other images; set a crop")
+    except InputError as e:
+      print(f"skipped: {e}", file=sys.stderr)
+      skipped.append(str(e))
+      continue
+    images.append(im)
+    kept.append(r)
+  if not images:
+    raise InputError(f"{spec}: none of the {len(records)} images could be used")
+  return images, kept, skipped
 
 
 # ------------------------------------------------------------------------------------------- listing / manifest

@@ -89,22 +89,10 @@ def attribute_job(*, fingerprints: str, images: str, workdir: str, config) -> di
   """
   records = io.list_images(images, kind="natural")
   crop = _crop(config)
-  loaded, names, devices, skipped = [], [], [], []
-  for r in tqdm(records, desc="read images", unit="img", file=sys.stderr):
-    try:
-      im = io.read_image(r.path)
-      im = io.center_crop(im, *crop, name=str(r.path)) if crop else im
-      if loaded and im.shape != loaded[0].shape:
-        raise io.InputError(f"{r.path}: size {im.shape[:2]} differs from the other images; set a crop")
-    except io.InputError as e:
-      print(f"skipped: {e}", file=sys.stderr)
-      skipped.append(str(e))
-      continue
-    loaded.append(im.astype(np.float32) if im.dtype != np.uint8 else im)
-    names.append(r.path.stem)
-    devices.append(r.device)
-  if not loaded:
-    raise io.InputError(f"{images}: none of the {len(records)} images could be used")
+  loaded, kept, skipped = io.read_usable_images(
+      records, crop=crop, convert=lambda im: im if im.dtype == np.uint8 else im.astype(np.float32), spec=images)
+  names = [r.path.stem for r in kept]
+  devices = [r.device for r in kept]
   stack = np.stack(loaded)
   ks = attribution.load_fingerprints(fingerprints, known_devices=sorted(set(devices)), crop=crop)
   for name, k in ks.items():

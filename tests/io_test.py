@@ -145,3 +145,20 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
   assert not target.exists() and list(tmp_path.iterdir()) == []
   io.write_json(target, {"a": np.float32(1.5), "b": np.arange(2)})
   assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
+
+
+def test_read_usable_images_skips_and_reports(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  for name, size in (("a.png", 40), ("b.png", 40), ("small.png", 20)):
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp_path / name)
+  (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+  records = io.list_images(str(tmp_path))
+  images, kept, skipped = io.read_usable_images(records, crop=(32, 32))
+  assert [r.path.name for r in kept] == ["a.png", "b.png"] and len(skipped) == 2
+  np.testing.assert_array_equal(images[0], np.asarray(Image.open(tmp_path / "a.png"))[4:36, 4:36])
+  assert "broken.jpg" in capsys.readouterr().err
+  # Without a crop the first usable size wins; the odd one out is skipped, not a crash.
+  _, kept, skipped = io.read_usable_images(records, crop=None, convert=lambda im: im.astype(np.float32))
+  assert [r.path.name for r in kept] == ["a.png", "b.png"] and "small.png" in skipped[-1]
+  with pytest.raises(io.InputError, match="none of the 1 images"):
+    io.read_usable_images(records[1:2], crop=(64, 64))
