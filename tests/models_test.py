@@ -237,7 +237,7 @@ def test_network_input_provider_equals_array_input():
   np.testing.assert_allclose(apply(dip.PlanarInput(z, None, 0.0, "full")), want, atol=1e-5)
   # 'full': the provider adds exactly std·N(0,1) drawn from its key, in planar layout.
   key = jax.random.key(4)
-  noise = jax.random.normal(key, (depth, size * size)).reshape(depth, size, size)
+  noise = dip.standard_normal(key, (depth, size * size)).reshape(depth, size, size)
   want = apply((z + 0.1 * noise).transpose(1, 2, 0)[None])
   np.testing.assert_allclose(apply(dip.PlanarInput(z, key, 0.1, "full")), want, atol=1e-5)
 
