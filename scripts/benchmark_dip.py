@@ -95,10 +95,16 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
   psnr = np.asarray(hist.psnr)
   return dict(size=size, n=n, batching=settings.batching, precision=settings.precision,
               backend=device.platform, devices=runner.mesh.devices.size,
-              conv_impl=runner.settings.conv_impl, perturbation=runner.settings.perturbation,
+              conv_impl=runner.settings.conv_impl, perturbation=_perturbation(runner.settings, size),
               prng_impl=settings.prng_impl, steps=steps, compile_s=max(first - wall, 0.0), init_s=init_first,
               init_warm_s=init_warm, s_per_step=wall / steps, it_per_s=n * steps / wall, cpu_s_per_step=cpu / steps,
               peak_mb=peak_mb, psnr_last=float(np.nanmean(psnr[:n, -1])))
+
+
+def _perturbation(settings, size: int) -> str:
+  """The scheme that actually draws the noise ('projected' falls back to 'full' on small inputs)."""
+  small = settings.input_depth * size * size < settings.projected_min_size
+  return "full" if settings.perturbation == "projected" and small else settings.perturbation
 
 
 def _settings():
