@@ -297,6 +297,19 @@ def test_vmap_equals_single_runs_and_batch_composition(runner1, runner3, data, f
   assert_params_close(permuted_params[-1], params[1][perm], steps=2 * CHUNK)
 
 
+def test_gpu_defaults_agree_with_the_cpu_formulation(data):
+  """The GPU path (XLA convolutions, perturbation drawn in full) runs here and computes what the gemm path does."""
+  gpu = dip.resolve(dataclasses.replace(TINY, conv_impl="auto", perturbation="auto"), platform="gpu")
+  assert (gpu.conv_impl, gpu.perturbation) == ("xla", "full")
+  images, fingerprints, _ = data
+  want, want_params, _ = run(dip.build_runner(dataclasses.replace(gpu, conv_impl="gemm")), images, fingerprints,
+                             [0, 1, 2], chunks=1)
+  got, got_params, _ = run(dip.build_runner(gpu), images, fingerprints, [0, 1, 2], chunks=1)
+  np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+  np.testing.assert_allclose(got["psnr"], want["psnr"], atol=2e-3)
+  assert_params_close(got_params[-1], want_params[-1], steps=CHUNK)
+
+
 def test_compiles_once(runner3):
   # Every call through runner3 in this module went through chex.assert_max_traces(n=1); the jit cache agrees.
   cache_size = getattr(runner3.run_chunk, "_cache_size", None)
