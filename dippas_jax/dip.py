@@ -330,10 +330,11 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -
   Elementwise in the key, so vmapped draws equal single ones. Other key implementations use `jax.random.normal`.
   """
   n = math.prod(shape)
-  if str(jax.random.key_impl(key)) != "threefry2x32" or n >= 2**32:
+  threefry = getattr(jax.extend.random, "threefry_2x32", None)  # public API; fall back if a jax drops it
+  if threefry is None or str(jax.random.key_impl(key)) != "threefry2x32" or n >= 2**32:
     return jax.random.normal(key, shape, dtype)
   data = jax.random.key_data(key)
-  bits = jax.extend.random.threefry_2x32((data[0], data[1]), lax.iota(jnp.uint32, n))
+  bits = threefry((data[0], data[1]), lax.iota(jnp.uint32, n))
   unit = lax.bitcast_convert_type((bits >> 9) | np.uint32(0x3F800000), jnp.float32)  # 23 random bits, [1, 2)
   u = jnp.maximum(np.nextafter(np.float32(-1), np.float32(0)), 2 * unit - 3)          # (-1, 1)
   return (np.float32(math.sqrt(2)) * lax.erf_inv(u)).astype(dtype).reshape(shape)
