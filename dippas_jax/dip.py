@@ -383,6 +383,19 @@ def _ppp_bwd(std, precision, res, g):
 projected_perturbed_product.defvjp(_ppp_fwd, _ppp_bwd)
 
 
+def draws_projected(scheme: str, *, depth: int, num_kernels: int, num_values: int, min_size: int) -> bool:
+  """Whether the perturbation is drawn 'projected': asked for, fewer first-layer kernel columns M than input
+  channels D (else nothing is saved: tiny networks), and at least `min_size` input values D·H·W (below it the
+  full draw is cheaper)."""
+  return scheme == "projected" and num_kernels < depth and num_values >= min_size
+
+
+def first_layer_columns(settings: DipSettings) -> int:
+  """M, the columns of the first block's kernels over the input: its 3×3 conv (9·c1) and 1×1 shortcut."""
+  c1, c2, c3 = multires_unet.multires_widths(settings.filters[0], settings.alpha)
+  return 9 * c1 + c1 + c2 + c3
+
+
 class PlanarInput:
   """The network input z + σ·n of one image, as a `multires_unet.NetworkInput` (z planar, float32[D, H, W]).
 
@@ -404,18 +417,16 @@ class PlanarInput:
     d, h, w = self.z.shape
     a = jnp.concatenate([k.transpose(2, 0, 1, 3).reshape(d, -1) for k in kernels], axis=1)  # [D, M]
     zf = self.z.reshape(d, h * w)
+    if self.scheme not in ("full", "projected"):
+      raise ValueError(f"Unsupported perturbation {self.scheme!r}; expected 'full' or 'projected'.")
     if self.key is None or self.std == 0:
       prod = jnp.dot(a.T, zf, precision=self.precision)
-    elif self.scheme == "full":
-      x = zf + self.std * standard_normal(self.key, zf.shape, zf.dtype)
-      prod = jnp.dot(a.T, x, precision=self.precision)
-    elif self.scheme == "projected" and a.shape[1] < d and d * h * w >= self.projected_min_size:
+    elif draws_projected(self.scheme, depth=d, num_kernels=a.shape[1], num_values=d * h * w,
+                         min_size=self.projected_min_size):
       prod = projected_perturbed_product(a, zf, self.key, self.std, self.precision)
-    elif self.scheme == "projected":  # M >= D (tiny networks) or a small input: draw n in full, it is cheaper
+    else:  # 'full', or 'projected' where drawing in full is cheaper
       x = zf + self.std * standard_normal(self.key, zf.shape, zf.dtype)
       prod = jnp.dot(a.T, x, precision=self.precision)
-    else:
-      raise ValueError(f"Unsupported perturbation {self.scheme!r}; expected 'full' or 'projected'.")
     outs, row = [], 0
     for kern in kernels:
       k, c = kern.shape[0], kern.shape[-1]

@@ -102,9 +102,12 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
 
 
 def _perturbation(settings, size: int) -> str:
-  """The scheme that actually draws the noise ('projected' falls back to 'full' on small inputs)."""
-  small = settings.input_depth * size * size < settings.projected_min_size
-  return "full" if settings.perturbation == "projected" and small else settings.perturbation
+  """The scheme that actually draws the noise ('projected' falls back to 'full' where that is cheaper)."""
+  from dippas_jax import dip
+  d = settings.input_depth
+  projected = dip.draws_projected(settings.perturbation, depth=d, num_kernels=dip.first_layer_columns(settings),
+                                  num_values=d * size * size, min_size=settings.projected_min_size)
+  return "projected" if projected else "full"
 
 
 def _settings():

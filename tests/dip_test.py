@@ -157,6 +157,16 @@ def test_projected_perturbation_has_the_reference_distribution():
   assert np.all(np.abs(np.cov(s.T) - cov) < 6 * stderr + 1e-6)
 
 
+def test_projection_is_used_where_it_saves_work():
+  paper = dip.DipSettings()
+  assert dip.first_layer_columns(paper) == 61  # 9·4 (3×3 conv) + 25 (1×1 shortcut) columns over the 512 inputs
+  kw = dict(depth=512, num_kernels=61, min_size=dip.PROJECTED_MIN_SIZE)
+  assert not dip.draws_projected("projected", num_values=512 * 64 * 64, **kw)   # 64²: the full draw is cheaper
+  assert dip.draws_projected("projected", num_values=512 * 128 * 128, **kw)
+  assert not dip.draws_projected("full", num_values=512 * 128 * 128, **kw)
+  assert not dip.draws_projected("projected", depth=32, num_kernels=61, num_values=2**30, min_size=0)  # M ≥ D
+
+
 def test_standard_normal_is_standard_normal_and_batch_invariant():
   """The engine's half-hash threefry normal: N(0, 1) moments and quantiles, independent neighbours, the same
   samples vmapped as one at a time; other key implementations are `jax.random.normal`."""
