@@ -151,7 +151,7 @@ class DipSettings:
         input_depth=int(m.input_depth), negative_slope=float(m.negative_slope), init_scheme=m.init_scheme,
         precision=m.precision, conv_impl=m.conv_impl, injection=config.injection,
         input_noise_std=float(n.input_std), reg_noise_std=float(n.reg_std), perturbation=n.perturbation,
-        projected_min_size=int(getattr(n, "projected_min_size", PROJECTED_MIN_SIZE)), prng_impl=n.prng_impl,
+        projected_min_size=int(n.projected_min_size), prng_impl=n.prng_impl,
         optimizer=OptimizerSettings(
             name=o.name, learning_rate=float(o.learning_rate), b1=float(o.b1), b2=float(o.b2), eps=float(o.eps),
             weight_decay=float(o.weight_decay), momentum=float(o.momentum), nesterov=bool(o.nesterov),
