@@ -23,7 +23,8 @@ _CHILD = flags.DEFINE_integer("child", 0, "Internal: run one measurement with th
 def _child(steps: int, size: int) -> None:
   import time  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from dippas_jax import anonymize, synthetic  # pylint: disable=g-import-not-at-top
+  from dippas_jax import synthetic  # pylint: disable=g-import-not-at-top
+  from dippas_jax.dippas import anonymize  # pylint: disable=g-import-not-at-top
   from dippas_jax.configs import anonymize as anonymize_config  # pylint: disable=g-import-not-at-top
   config = anonymize_config.get_config("tiny")
   config.crop = (size, size)

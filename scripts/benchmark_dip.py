@@ -57,7 +57,7 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
   """Time one case in this process; returns a JSON-able record."""
   import jax
   import numpy as np
-  from dippas_jax import dip
+  from dippas_jax.dippas import dip
 
   settings = dataclasses.replace(settings, tau_stop=float("inf"), max_steps=10**9, chunk_size=steps)
   rng = np.random.default_rng(0)
@@ -103,7 +103,7 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
 
 def _perturbation(settings, size: int) -> str:
   """The scheme that actually draws the noise ('projected' falls back to 'full' where that is cheaper)."""
-  from dippas_jax import dip
+  from dippas_jax.dippas import dip
   d = settings.input_depth
   projected = dip.draws_projected(settings.perturbation, depth=d, num_kernels=dip.first_layer_columns(settings),
                                   num_values=d * size * size, min_size=settings.projected_min_size)
@@ -111,7 +111,7 @@ def _perturbation(settings, size: int) -> str:
 
 
 def _settings():
-  from dippas_jax import dip
+  from dippas_jax.dippas import dip
   settings = dip.DipSettings.from_config(_load_config(FLAGS.config))
   return dataclasses.replace(settings, perturbation=FLAGS.perturbation, conv_impl=FLAGS.conv_impl,
                              prng_impl=FLAGS.prng_impl)

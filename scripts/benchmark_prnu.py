@@ -19,8 +19,8 @@ from absl import flags
 import jax
 import numpy as np
 
-from dippas_jax import denoise
-from dippas_jax import fingerprint
+from dippas_jax.prnu import denoise
+from dippas_jax.prnu import fingerprint
 from dippas_jax import synthetic
 
 _SIZE = flags.DEFINE_integer("size", 512, "Image size (square).")

@@ -8,7 +8,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from dippas_jax import pipeline
+from dippas_jax.jobs import pipeline
 from dippas_jax.apps import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.config_path("leakage"), "Leakage config.",

@@ -1,0 +1,205 @@
+"""DIPPAS anonymization of a batch of images: DIP optimization with on-device streaming top-L assembly.
+
+For N images (`uint8[N, H, W, 3]`) and their fingerprints:
+
+1. the NCC reference K_ref: the device fingerprint (PRNU-aware) or K̃ = W(I), the image's own residual
+   (`extract_residual`, σ = 3: PRNU-blind, SPEC §0); K_ref is also the fingerprint injected in the DIP model;
+2. `dip.optimize` runs one network per image (vmapped, sharded over devices); at every iteration the candidate
+   hook ranks the kept image x̂ by block NCC with gray(x̂) ⊙ K_ref and merges it into a streaming top-L
+   accumulator per (B, τ) (`assembly.make_candidate_hook`): no candidate leaves the device;
+3. the final image of every (B, L, τ) setting is the floor mean of the L best blocks per position.
+
+`anonymize` returns arrays and numbers; `pipeline.anonymize_job` does the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dippas_jax.dippas import assembly
+from dippas_jax.prnu import denoise
+from dippas_jax.dippas import dip
+from dippas_jax.prnu import metrics
+
+MODES = ("aware", "blind")
+
+
+def settings_of(config) -> tuple[tuple[int, int, float], ...]:
+  """The (B, L, τ) settings served by one optimization: the primary one plus the sweep's product."""
+  primary = (int(config.block_size), int(config.num_blocks), float(config.tau))
+  sweep = {(int(b), int(l), float(t)) for b in config.sweep.block_sizes for l in config.sweep.num_blocks
+           for t in config.sweep.taus}
+  return assembly.normalize_settings(sweep | {primary})
+
+
+@flax.struct.dataclass
+class TracedCandidates:
+  """The assembly state plus the whole-image NCC of the kept image every `trace_every` iterations.
+
+  ncc_trace: float32[T], NaN where not computed; entry i is iteration i·trace_every.
+  """
+  assembly: assembly.Candidates
+  ncc_trace: jax.Array
+
+
+def make_hook(settings, *, height: int, width: int, sigma: float, trace_length: int,
+              trace_every: int) -> dip.CandidateHook:
+  """The DIP runner hook: streaming top-L assembly (+ an NCC trace for the history plot)."""
+  update_assembly = assembly.make_candidate_hook(settings=settings, sigma=sigma)
+
+  def init(image, fingerprint):
+    del image
+    return TracedCandidates(
+        assembly=assembly.init_candidates(fingerprint, settings=settings, height=height, width=width),
+        ncc_trace=jnp.full((trace_length,), jnp.nan, jnp.float32))
+
+  def update(candidates, image_u8, psnr, step, active):
+    new = update_assembly(candidates.assembly, image_u8, psnr, step, active)
+    trace = candidates.ncc_trace
+    if trace_every > 0:
+      k_ref = candidates.assembly.k_ref
+
+      def whole_ncc():
+        w = denoise.extract_residual(image_u8[None], sigma=sigma)
+        return metrics.ncc_eq2(w, image_u8[None], k_ref)[0]
+
+      due = active & (step % trace_every == 0)
+      value = jax.lax.cond(due, whole_ncc, lambda: jnp.float32(jnp.nan))
+      trace = trace.at[jnp.where(due, step // trace_every, trace_length)].set(value, mode="drop")
+    return TracedCandidates(assembly=new, ncc_trace=trace)
+
+  return dip.CandidateHook(init=init, update=update)
+
+
+def check_geometry(config, height: int, width: int) -> None:
+  """ValueError (before any compute) unless the U-Net and every block size fit an H×W input."""
+  ds = dip.DipSettings.from_config(config.dip).downsampling
+  if height % ds or width % ds:
+    fix = lambda n: max(ds, n // ds * ds)
+    raise ValueError(f"input {height}×{width}: H and W must be multiples of {ds} (the U-Net's "
+                     f"{len(config.dip.model.filters) - 1} down-samplings); crop or pad to e.g. "
+                     f"{fix(height)}×{fix(width)} (config field crop, or tile_size in full-resolution mode)")
+  for b, _, _ in settings_of(config):
+    if height % b or width % b:
+      raise ValueError(f"block size {b} must divide the {height}×{width} input; use a divisor such as "
+                       f"{math.gcd(height, width)} (config fields block_size, sweep.block_sizes)")
+
+
+def reference_fingerprints(images: np.ndarray, fingerprints: np.ndarray | None, *, mode: str,
+                           sigma: float) -> np.ndarray:
+  """K_ref float32[N, H, W]: the given fingerprints (aware, [H, W] or [N, H, W]) or K̃ = W(I) (blind)."""
+  if mode not in MODES:
+    raise ValueError(f"Unsupported mode {mode!r}; expected one of {MODES}")
+  n, h, w = images.shape[:3]
+  if mode == "blind":
+    return np.asarray(denoise.extract_residual(images, sigma=sigma))
+  if fingerprints is None:
+    raise ValueError("PRNU-aware mode needs a fingerprint (or use blind mode)")
+  k = np.asarray(fingerprints, np.float32)
+  if k.shape[-2:] != (h, w):
+    raise ValueError(f"fingerprint is {k.shape[-2]}×{k.shape[-1]} but the images are {h}×{w}")
+  return np.broadcast_to(k, (n, h, w)).copy()
+
+
+@dataclasses.dataclass
+class AnonymizeResult:
+  """Outputs for N images (numpy).
+
+  outputs: {(B, L, τ): uint8[N, H, W, 3]}; primary: the config's (B, L, τ) key; k_ref: float32[N, H, W];
+  history: {name: [N, T]} of the DIP run (step, loss, psnr, gamma, active); ncc_trace: float32[N, T'] (NaN where
+  not computed), trace_every; num_steps, stopped, gamma, best_psnr: [N]; candidates: {(B, τ): int[N]} pool sizes;
+  init_s, run_s: seconds.
+  """
+  outputs: dict
+  primary: tuple
+  k_ref: np.ndarray
+  history: dict
+  ncc_trace: np.ndarray
+  trace_every: int
+  num_steps: np.ndarray
+  stopped: np.ndarray
+  gamma: np.ndarray
+  best_psnr: np.ndarray
+  candidates: dict
+  init_s: float
+  run_s: float
+
+
+def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, seed: int = 0,
+              image_ids: Sequence[int] | None = None,
+              on_chunk: Callable[[dip.ChunkInfo], None] | None = None) -> AnonymizeResult:
+  """Anonymizes `images` uint8[N, H, W, 3] (H, W multiples of 16 at the paper's 5 scales).
+
+  Args:
+    images: the photos (already cropped or tiled).
+    fingerprints: float[H, W] or [N, H, W] device fingerprints (aware mode); ignored in blind mode.
+    config: the anonymize config (`configs/anonymize.py`): mode, sigma, block_size, num_blocks, tau, sweep,
+      trace_every and the DIP config `dip`.
+    seed, image_ids: per-image keys are fold_in(key(seed), image_id), so results do not depend on batching.
+    on_chunk: progress callback (`dip.ChunkInfo`).
+  """
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be uint8[N, H, W, 3], got {images.dtype}{list(images.shape)}")
+  n, h, w = images.shape[:3]
+  check_geometry(config, h, w)
+  settings = settings_of(config)
+  k_ref = reference_fingerprints(images, fingerprints, mode=config.mode, sigma=config.sigma)
+  dip_settings = dip.DipSettings.from_config(config.dip)
+  trace_every = int(config.trace_every)
+  trace_length = -(-dip_settings.max_steps // trace_every) if trace_every > 0 else 1
+  hook = make_hook(settings, height=h, width=w, sigma=float(config.sigma), trace_length=trace_length,
+                   trace_every=trace_every)
+  result = dip.optimize(images, k_ref, settings=dip_settings, seed=seed, image_ids=image_ids, hook=hook,
+                        on_chunk=on_chunk)
+  cands: TracedCandidates = result.state.candidates
+  outputs = {key: np.asarray(v)[:n] for key, v in
+             assembly.finalize_candidates(cands.assembly, settings=settings).items()}
+  pools = {key: np.asarray(acc.main.count)[:n] for key, acc in zip(cands.assembly.keys, cands.assembly.accumulators)}
+  return AnonymizeResult(
+      outputs=outputs, primary=(int(config.block_size), int(config.num_blocks), float(config.tau)), k_ref=k_ref,
+      history=result.history, ncc_trace=np.asarray(cands.ncc_trace)[:n], trace_every=trace_every,
+      num_steps=result.num_steps, stopped=result.stopped, gamma=result.gamma, best_psnr=result.best_psnr,
+      candidates=pools, init_s=result.init_s, run_s=result.run_s)
+
+
+def ncc_scores(images: np.ndarray, fingerprint: np.ndarray, *, sigma: float) -> np.ndarray:
+  """DIPPAS Eq. 2 NCC float32[N] of uint8[N, H, W, 3] images with K float[H, W] or [N, H, W]."""
+  w = denoise.extract_residual(images, sigma=sigma)
+  return np.asarray(metrics.ncc_eq2(w, images, np.asarray(fingerprint, np.float32)))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """PSNR float32[N] of uint8 images (no wrap-around)."""
+  return np.asarray(metrics.psnr(a, b))
+
+
+def summary_row(result: AnonymizeResult, i: int, original: np.ndarray, *, sigma: float,
+                eval_fingerprint: np.ndarray | None = None) -> dict[str, Any]:
+  """The per-image numbers of a report: PSNR and NCC before/after for the primary setting and every other."""
+  row: dict[str, Any] = {
+      "iterations": int(result.num_steps[i]), "stopped_at_tau_stop": bool(result.stopped[i]),
+      "gamma": float(result.gamma[i]), "best_psnr_dip": float(result.best_psnr[i]),
+      "candidates_kept": {f"B{b}_tau{t:g}": int(v[i]) for (b, t), v in result.candidates.items()},
+  }
+  refs = {"reference": result.k_ref[i]}
+  if eval_fingerprint is not None:
+    refs["evaluation"] = eval_fingerprint
+  before = {name: float(ncc_scores(original[None], k, sigma=sigma)[0]) for name, k in refs.items()}
+  settings = []
+  for (b, l, t), out in sorted(result.outputs.items()):
+    entry = {"block_size": b, "num_blocks": l, "tau": t, "psnr": float(psnr(out[i][None], original[None])[0])}
+    entry.update({f"ncc_{name}": float(ncc_scores(out[i][None], k, sigma=sigma)[0]) for name, k in refs.items()})
+    settings.append(entry)
+    if (b, l, t) == result.primary:
+      row.update({"psnr": entry["psnr"], "ncc_after": {n: entry[f"ncc_{n}"] for n in refs}})
+  row["ncc_before"] = before
+  row["settings"] = settings
+  return row
