@@ -4,18 +4,47 @@
   dippas-anonymize --inputs=photos/ --blind --workdir=runs/anon --config=configs/anonymize.py:cpu
   dippas-anonymize ... --config.block_size=32 --config.num_blocks=10 --config.tau=38
 
-Args of `get_config`: '' (the paper: 512² centre crop, full U-Net, τ_stop 39 dB, ≤ 10,001 iterations; hours per
-photo on a CPU, minutes on a GPU), 'cpu' (128² crop, paper U-Net with input depth 32, ≤ 2,000 iterations: a
-CPU-feasible protocol), 'tiny' (tests: 64² crop, a small U-Net, ≤ 500 iterations, τ 27 < τ_stop 30), 'demo'
-(README command 1: 'tiny' with lr 1e-2, τ 22, ≤ 300 iterations).
+Arg of `get_config` (configs/arguments.py): a base and field overrides, e.g. 'cpu,rank_key=abs'. Bases: ''/'paper'
+(512² centre crop, full U-Net, τ_stop 39 dB, ≤ 10,001 iterations; hours per photo on a CPU, minutes on a GPU),
+'cpu' (128² crop, paper U-Net with input depth 32, ≤ 2,000 iterations: a CPU-feasible protocol), 'tiny' (tests:
+64² crop, a small U-Net, ≤ 500 iterations, τ 27 < τ_stop 30), 'demo' (README command 1).
 """
 
 from ml_collections import config_dict
 
+from dippas_jax.configs import arguments
 from dippas_jax.configs import dip as dip_config
+from dippas_jax.dippas import anonymize as anonymize_lib
+from dippas_jax.dippas import assembly
+
+# Bases: (DIP config argument, overrides of the anonymize fields).
+BASES = {
+    "": ("", {}),
+    "paper": ("", {}),
+    "cpu": ("", {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16, "block_size": 32, "num_blocks": 10,
+                 "dip.model.input_depth": 32, "dip.max_steps": 2000}),
+    "tiny": ("tiny", {"crop": (64, 64), "tile_size": 64, "tile_overlap": 16, "block_size": 16, "num_blocks": 10,
+                      "tau": 27.0}),
+    "demo": ("tiny", {"crop": (64, 64), "block_size": 16, "num_blocks": 10, "tau": 22.0, "trace_every": 0,
+                      "dip.optimizer.learning_rate": 0.01, "dip.max_steps": 300}),
+}
+
+
+def _sweep() -> config_dict.ConfigDict:
+  sweep = config_dict.ConfigDict()
+  # Block sizes of the sweep (the paper: 32, 64, 128, 256, 512). Empty = no sweep.
+  sweep.block_sizes = ()
+  # L values of the sweep.
+  sweep.num_blocks = ()
+  # τ values of the sweep (the paper: 37, 38, 39, 40).
+  sweep.taus = ()
+  return sweep
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
+  """The anonymize config for `arg` (module docstring); locked and validated."""
+  base, overrides = arguments.parse(arg, tuple(BASES))
+  dip_arg, base_overrides = BASES[base]
   config = config_dict.ConfigDict()
   # 'aware' (rank and inject with the device fingerprint, --fingerprint) or 'blind' (K̃ = W(I) of the photo).
   config.mode = "aware"
@@ -27,14 +56,11 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.num_blocks = 50
   # PSNR threshold τ (dB) of the candidate pool (fallback: the best-PSNR iterations when none reach it).
   config.tau = 37.0
+  # Ranking of a block's candidates: 'paper' (negative NCCs closest to 0 first, then non-negative ones) or 'abs'
+  # (|NCC| closest to 0 first: aims at NCC ≈ 0 instead of a negative NCC).
+  config.rank_key = "paper"
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
-  config.sweep = config_dict.ConfigDict()
-  # Block sizes of the sweep (the paper: 32, 64, 128, 256, 512). Empty = no sweep.
-  config.sweep.block_sizes = ()
-  # L values of the sweep.
-  config.sweep.num_blocks = ()
-  # τ values of the sweep (the paper: 37, 38, 39, 40).
-  config.sweep.taus = ()
+  config.sweep = _sweep()
   # Centre crop (rows, cols) of each photo: the paper's protocol; multiples of 16 at the paper's 5 scales.
   config.crop = (512, 512)
   # Anonymize the whole photo by tiling instead of the centre crop.
@@ -47,34 +73,16 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Record the whole-image NCC of the kept image every this many iterations for the history plot (0 = never).
   config.trace_every = 10
   # The DIP engine (configs/dip.py): network, noise, optimizer, stop rule, runner.
-  config.dip = dip_config.get_config("")
-
-  if arg == "cpu":
-    config.crop = (128, 128)
-    config.tile_size = 128
-    config.tile_overlap = 16
-    config.block_size = 32
-    config.num_blocks = 10
-    config.dip.model.input_depth = 32
-    config.dip.max_steps = 2000
-  elif arg == "tiny":
-    config.crop = (64, 64)
-    config.tile_size = 64
-    config.tile_overlap = 16
-    config.block_size = 16
-    config.num_blocks = 10
-    config.tau = 27.0
-    config.dip = dip_config.get_config("tiny")
-  elif arg == "demo":  # README command 1: the tiny net on a 64² crop of a synthetic photo, ~1–2 min on a CPU.
-    config.crop = (64, 64)
-    config.block_size = 16
-    config.num_blocks = 10
-    config.tau = 22.0
-    config.trace_every = 0
-    config.dip = dip_config.get_config("tiny")
-    config.dip.optimizer.learning_rate = 0.01  # The tiny net needs a larger step to reach τ quickly.
-    config.dip.max_steps = 300
-  elif arg:
-    raise ValueError(f"Unsupported config arg {arg!r}; expected '', 'cpu', 'tiny' or 'demo'")
+  config.dip = dip_config.get_config(dip_arg)
+  arguments.apply(config, base_overrides)
+  arguments.apply(config, overrides)
+  check(config)
   config.lock()
   return config
+
+
+def check(config) -> None:
+  """ValueError unless the anonymize fields hold supported values."""
+  if config.mode not in anonymize_lib.MODES:
+    raise ValueError(f"Unsupported mode {config.mode!r}; expected one of {anonymize_lib.MODES}")
+  assembly.check_key(config.rank_key)

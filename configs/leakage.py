@@ -3,13 +3,18 @@
   dippas-leakage --images=../shared/data/dresden/manifest.csv --device=Nikon_D70s_1 --workdir=runs/leak
   dippas-leakage ... --config=configs/leakage.py:tiny      # CPU-sized: 128² crops, 2 trials
 
-Args of `get_config`: '' (defaults) or 'tiny'.
+Arg of `get_config` (configs/arguments.py): a base ('' or 'tiny') and field overrides.
 """
 
 from ml_collections import config_dict
 
+from dippas_jax.configs import arguments
+
+BASES = {"": {}, "tiny": {"crop": (128, 128), "n_trials": 2, "n_splits": 4}}
+
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
+  base, overrides = arguments.parse(arg, tuple(BASES))
   config = config_dict.ConfigDict()
   # Estimation-set sizes L (number of member images behind the fingerprint); each must leave a non-member.
   config.l_values = (2, 4, 6, 8)
@@ -34,11 +39,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.batch_size = 8
   # Random seed of the member draws and splits.
   config.seed = 0
-  if arg == "tiny":
-    config.crop = (128, 128)
-    config.n_trials = 2
-    config.n_splits = 4
-  elif arg:
-    raise ValueError(f"Unsupported config arg {arg!r}; expected '' or 'tiny'")
+  arguments.apply(config, BASES[base])
+  arguments.apply(config, overrides)
   config.lock()
   return config

@@ -5,14 +5,19 @@ Used by `dippas-fingerprint`, `dippas-attribute` and `dippas-demo`:
     dippas-attribute --config=configs/prnu.py --config.sigma=3 ...
     dippas-attribute --config=configs/prnu.py:reference ...   # prnu-python's example protocol (σ 5, legacy)
 
-Args of `get_config`: '' (defaults) or 'reference' (legacy saturation and legacy PCE, bit-compatible with
-prnu-python) or 'dippas' (σ = 3 as in the DIPPAS code).
+Arg of `get_config` (configs/arguments.py): a base and field overrides. Bases: '' (defaults), 'reference'
+(legacy saturation and legacy PCE, bit-compatible with prnu-python) or 'dippas' (σ = 3 as in the DIPPAS code).
 """
 
 from ml_collections import config_dict
 
+from dippas_jax.configs import arguments
+
+BASES = {"": {}, "reference": {"saturation": "legacy", "pce_mode": "legacy"}, "dippas": {"sigma": 3.0}}
+
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
+  base, overrides = arguments.parse(arg, tuple(BASES))
   config = config_dict.ConfigDict()
   # Wavelet denoiser noise std in grey levels (a standard deviation, despite prnu-python's "noise power").
   # prnu-python's default is 5; the DIPPAS code always uses 3.
@@ -34,12 +39,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Images per jitted call (residual extraction and fingerprint accumulation); memory grows with it.
   config.batch_size = 8
 
-  if arg == "reference":
-    config.saturation = "legacy"
-    config.pce_mode = "legacy"
-  elif arg == "dippas":
-    config.sigma = 3.0
-  elif arg:
-    raise ValueError(f"Unsupported config arg {arg!r}; expected '', 'reference' or 'dippas'")
+  arguments.apply(config, BASES[base])
+  arguments.apply(config, overrides)
   config.lock()
   return config

@@ -7,6 +7,19 @@ from typing import Callable
 import numpy as np
 
 
+def pad_batch(a: np.ndarray, size: int, *, fill: str = "zeros") -> np.ndarray:
+  """Pads the leading axis of `a` to `size`: with zeros (`fill='zeros'`: a zero image adds exactly nothing to the
+  fingerprint sums) or with copies of the last entry (`fill='last'`: keeps searches and NCCs finite)."""
+  a = np.asarray(a)
+  if len(a) >= size:
+    return a
+  if fill == "last":
+    return np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)])
+  if fill != "zeros":
+    raise ValueError(f"Unsupported fill {fill!r}; expected 'zeros' or 'last'")
+  return np.concatenate([a, np.zeros((size - len(a),) + a.shape[1:], a.dtype)])
+
+
 def map_batches(fn: Callable, images: np.ndarray, *, batch_size: int, progress=None) -> np.ndarray:
   """Applies `fn` (a jitted function of `[batch_size, ...]`) to `images [N, ...]` in zero-padded batches.
 
@@ -24,10 +37,7 @@ def map_batches(fn: Callable, images: np.ndarray, *, batch_size: int, progress=N
   outputs = []
   for start in range(0, len(images), batch_size):
     chunk = np.asarray(images[start:start + batch_size])
-    n = len(chunk)
-    if n < batch_size:
-      chunk = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:], chunk.dtype)])
-    outputs.append(np.asarray(fn(chunk))[:n])
+    outputs.append(np.asarray(fn(pad_batch(chunk, batch_size)))[:len(chunk)])
     if progress is not None:
-      progress(start + n)
+      progress(start + len(chunk))
   return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)

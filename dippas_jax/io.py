@@ -16,10 +16,10 @@ import csv
 import dataclasses
 import glob as globlib
 import json
+import math
 import os
 import pathlib
 import sys
-import tempfile
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,32 +36,66 @@ class InputError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
+PARTIAL_SUFFIX = ".partial"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-  """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
-
-  A crash never leaves a half-written file under the final name.
-  """
+  """Yields a temporary path beside `path` (`.<name>.<pid>.partial`); renames it onto `path` only if the block
+  succeeds. A crash never leaves a half-written file under the final name; what a killed process leaves is a
+  hidden `.partial` file that `remove_partials` clears."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-  os.close(fd)
-  tmp = pathlib.Path(tmp)
+  tmp = path.parent / f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}"
   try:
     yield tmp
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would.
     os.replace(tmp, path)
   finally:
     if tmp.exists():
       tmp.unlink()
 
 
+def remove_partials(folder: str | os.PathLike) -> int:
+  """Deletes the `.partial` files left in `folder` by killed writers; returns how many."""
+  folder = pathlib.Path(folder)
+  stale = list(folder.glob(f".*{PARTIAL_SUFFIX}")) if folder.is_dir() else []
+  for f in stale:
+    f.unlink(missing_ok=True)
+  return len(stale)
+
+
+def json_safe(obj: Any) -> Any:
+  """A copy of `obj` that strict JSON accepts: NaN → None, ±inf → 'inf'/'-inf'; numpy scalars and arrays,
+  tuples, paths and dataclasses converted."""
+  if isinstance(obj, dict):
+    return {str(k): json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return json_safe(obj.tolist())
+  if isinstance(obj, np.generic):
+    obj = obj.item()
+  if isinstance(obj, float):
+    if math.isnan(obj):
+      return None
+    if math.isinf(obj):
+      return "inf" if obj > 0 else "-inf"
+  if isinstance(obj, pathlib.Path):
+    return str(obj)
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return json_safe(dataclasses.asdict(obj))
+  return obj
+
+
+def to_json(obj: Any, **kwargs) -> str:
+  """Strict JSON text of `obj` (`json_safe` first; `allow_nan=False` guarantees no NaN/Infinity tokens)."""
+  return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path, obj: Any) -> None:
-  """Atomically writes `obj` as indented JSON (numpy scalars/arrays converted)."""
+  """Atomically writes `obj` as indented strict JSON (NaN → null, ±inf → "inf"/"-inf")."""
   with atomic_path(path) as tmp:
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    tmp.write_text(to_json(obj, indent=2) + "\n")
 
 
 def write_csv(path, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> None:
@@ -75,24 +109,14 @@ def write_csv(path, rows: Sequence[dict], fieldnames: Sequence[str] | None = Non
 
 
 def write_png(path, image: np.ndarray) -> None:
-  """Atomically writes `uint8[H, W, 3]` as a PNG with pixel data only (no EXIF/XMP/ICC/text chunks)."""
+  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG with pixel data only (no
+  EXIF/XMP/ICC/text chunks)."""
   image = np.asarray(image)
-  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-    raise ValueError(f"write_png expects uint8[H, W, 3], got {image.dtype}{list(image.shape)}")
+  if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+    raise ValueError(f"write_png expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
   with atomic_path(path) as tmp:
-    Image.fromarray(image, mode="RGB").save(tmp, format="PNG", pnginfo=None, icc_profile=None, exif=b"")
-
-
-def _json_default(obj):
-  if isinstance(obj, np.generic):
-    return obj.item()
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, pathlib.Path):
-    return str(obj)
-  if dataclasses.is_dataclass(obj):
-    return dataclasses.asdict(obj)
-  raise TypeError(f"not JSON serialisable: {type(obj)}")
+    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format="PNG", pnginfo=None,
+                                                                       icc_profile=None, exif=b"")
 
 
 # ------------------------------------------------------------------------------------------------------ images
@@ -252,32 +276,51 @@ def device_of(path: str | os.PathLike) -> str:
   return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
+def resolve_spec(spec: str, extensions: Sequence[str], *, what: str = "images") -> list[pathlib.Path]:
+  """The files of a user's specification: a comma-separated list of folders (their files with `extensions`,
+  sorted; not their subfolders), glob patterns (sorted matches with `extensions`; `**` matches any depth:
+  `photos/**/*.jpg`) and files. Every part must name something: a missing
+  file or folder, or a pattern or folder without a matching file, is an InputError naming that part."""
+  paths: list[pathlib.Path] = []
+  parts = [s.strip() for s in spec.split(",") if s.strip()]
+  if not parts:
+    raise InputError(f"no {what} given (empty specification)")
+  for part in parts:
+    p = pathlib.Path(part)
+    if p.is_dir():
+      found = [f for f in sorted(p.iterdir()) if f.suffix.lower() in extensions]
+    elif p.is_file():
+      found = [p]
+    elif globlib.has_magic(part):
+      found = [pathlib.Path(f) for f in sorted(globlib.glob(part, recursive=True))
+               if pathlib.Path(f).suffix.lower() in extensions]
+    else:
+      raise InputError(f"{part}: no such file or folder")
+    if not found:
+      raise InputError(f"{part}: no {what} there (extensions {', '.join(extensions)})")
+    paths += found
+  return paths
+
+
 def list_images(spec: str, *, kind: str | None = None, device: str | None = None) -> list[ImageRecord]:
   """Resolves a user's image specification to records.
 
   Args:
     spec: a folder (its image files, sorted), a glob pattern, a single image file, a comma-separated list of
-      those, or a `manifest.csv` with columns file, device, kind (paths relative to the manifest).
+      those (`resolve_spec`), or a `manifest.csv` with columns file, device, kind (paths relative to the
+      manifest).
     kind: keep only manifest rows of this kind (e.g. 'flatfield').
     device: keep only records of this device.
 
   Raises:
-    InputError: nothing matches, or the manifest is malformed.
+    InputError: a part of the spec names nothing, nothing matches, or the manifest is malformed.
   """
   records: list[ImageRecord] = []
-  for part in [s for s in spec.split(",") if s]:
-    p = pathlib.Path(part)
-    if p.suffix.lower() == ".csv":
-      records += read_manifest(p)
-    elif p.is_dir():
-      records += [ImageRecord(f, device_of(f)) for f in sorted(p.iterdir())
-                  if f.suffix.lower() in IMAGE_EXTENSIONS]
-    elif p.is_file():
-      records.append(ImageRecord(p, device_of(p)))
+  for part in [s.strip() for s in spec.split(",") if s.strip()]:
+    if pathlib.Path(part).suffix.lower() == ".csv":
+      records += read_manifest(part)
     else:
-      matches = sorted(globlib.glob(part))
-      records += [ImageRecord(pathlib.Path(f), device_of(f)) for f in matches
-                  if pathlib.Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+      records += [ImageRecord(f, device_of(f)) for f in resolve_spec(part, IMAGE_EXTENSIONS)]
   if kind is not None:
     records = [r for r in records if not r.kind or r.kind == kind]
   if device is not None:
@@ -300,12 +343,18 @@ def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
     missing = {"file", "device"} - set(reader.fieldnames or ())
     if missing:
       raise InputError(f"{path}: manifest lacks column(s) {sorted(missing)}; expected file, device[, kind]")
-    return [ImageRecord(path.parent / row["file"], row["device"], row.get("kind", "") or "") for row in reader]
+    records = [ImageRecord(path.parent / row["file"], row["device"], row.get("kind", "") or "") for row in reader]
+  missing = [str(r.path) for r in records if not r.path.is_file()]
+  if missing:
+    raise InputError(f"{path}: {len(missing)} listed file(s) missing: {', '.join(missing[:5])}"
+                     + (" ..." if len(missing) > 5 else ""))
+  return records
 
 
 # ------------------------------------------------------------------------------------------------ fingerprints
 def load_fingerprint(path: str | os.PathLike, *, key: str | None = None) -> tuple[np.ndarray, dict]:
-  """Reads a fingerprint `float32[H, W]` and its metadata.
+  """Reads a fingerprint `float32[H, W]` and its metadata (our .npz files' JSON; empty for .npy and .mat files,
+  whose device is not known: callers name it, e.g. `attribution.fingerprint_name`).
 
   Formats: our `.npz` (array `fingerprint` + JSON `metadata`), `.npy` (prnu-python / DIPPAS `prnu.npy`;
   never unpickled) and MATLAB `.mat` (Binghamton toolbox; the variable `key`, else the only 2-D numeric one).
@@ -344,7 +393,6 @@ def load_fingerprint(path: str | os.PathLike, *, key: str | None = None) -> tupl
   k = k.astype(np.float32)
   if not np.all(np.isfinite(k)):
     raise InputError(f"{path}: fingerprint contains {int(np.sum(~np.isfinite(k)))} NaN/inf values")
-  meta.setdefault("device", pathlib.Path(path).stem)
   return k, meta
 
 
@@ -372,7 +420,7 @@ def save_fingerprint(path: str | os.PathLike, fingerprint: np.ndarray, *, metada
     raise ValueError(f"fingerprint must be 2-D, got shape {k.shape}")
   with atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
-      np.savez(f, fingerprint=k, metadata=np.asarray(json.dumps(metadata, default=_json_default)))
+      np.savez(f, fingerprint=k, metadata=np.asarray(to_json(metadata)))
 
 
 def check_fingerprint(k: np.ndarray, shape: tuple[int, int], *, name: str) -> None:

@@ -23,7 +23,7 @@ def test_png_round_trip_and_no_metadata(tmp_path):
   raw = (tmp_path / "a.png").read_bytes()
   for chunk in (b"eXIf", b"iTXt", b"tEXt", b"zTXt", b"iCCP", b"tIME"):
     assert chunk not in raw
-  assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+  assert not list(tmp_path.glob(".*partial")), "temporary file left behind"
 
 
 def test_jpeg_decodes_like_pillow_without_exif_rotation(tmp_path):
@@ -108,6 +108,20 @@ def test_list_images_folder_glob_manifest_and_empty(tmp_path):
     io.list_images(str(tmp_path / "empty"))
 
 
+def test_every_part_of_a_list_must_name_something(tmp_path):
+  io.write_png(tmp_path / "a.png", _rgb())
+  assert len(io.list_images(f"{tmp_path / 'a.png'},{tmp_path}")) == 2
+  with pytest.raises(io.InputError, match=r"missing\.png: no such file or folder"):
+    io.list_images(f"{tmp_path / 'a.png'},{tmp_path / 'missing.png'}")  # not silently dropped
+  with pytest.raises(io.InputError, match=r"\*\.jpg: no images there"):
+    io.list_images(f"{tmp_path / 'a.png'},{tmp_path / '*.jpg'}")
+  (tmp_path / "manifest.csv").write_text("file,device\na.png,A\ngone.png,A\n")
+  with pytest.raises(io.InputError, match="1 listed file.*gone.png"):
+    io.list_images(str(tmp_path / "manifest.csv"))
+  with pytest.raises(io.InputError, match="missing.npz: no such file"):
+    io.resolve_spec(str(tmp_path / "missing.npz"), io.FINGERPRINT_EXTENSIONS)
+
+
 def test_fingerprint_formats_round_trip(tmp_path):
   from scipy import io as sio
   k = np.random.default_rng(0).standard_normal((16, 12)).astype(np.float32)
@@ -117,7 +131,7 @@ def test_fingerprint_formats_round_trip(tmp_path):
   assert meta == {"device": "cam", "sigma": 3.0}
   np.save(tmp_path / "prnu.npy", k.astype(np.float64))
   k3, meta = io.load_fingerprint(tmp_path / "prnu.npy")
-  assert k3.dtype == np.float32 and meta["device"] == "prnu"
+  assert k3.dtype == np.float32 and meta == {}  # A .npy file names no device: none is invented from its stem.
   np.testing.assert_allclose(k3, k)
   sio.savemat(tmp_path / "fp.mat", {"Fingerprint": k.astype(np.float64)})
   np.testing.assert_allclose(io.load_fingerprint(tmp_path / "fp.mat")[0], k)
@@ -145,6 +159,29 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
   assert not target.exists() and list(tmp_path.iterdir()) == []
   io.write_json(target, {"a": np.float32(1.5), "b": np.arange(2)})
   assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
+
+
+def test_json_is_strict_by_construction(tmp_path):
+  io.write_json(tmp_path / "s.json", {"ilb_bpp": float("nan"), "psnr": np.inf, "x": [np.float32(np.nan), -np.inf]})
+  text = (tmp_path / "s.json").read_text()
+  strict = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+  assert strict == {"ilb_bpp": None, "psnr": "inf", "x": [None, "-inf"]}
+
+
+def test_partial_files_of_a_killed_writer_are_removed(tmp_path):
+  (tmp_path / ".anonymized.png.12345.partial").write_bytes(b"")  # what a kill -9 leaves
+  io.write_png(tmp_path / "anonymized.png", _rgb())
+  assert io.remove_partials(tmp_path) == 1
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["anonymized.png"]
+
+
+def test_grey_png(tmp_path):
+  g = _rgb()[..., 0]
+  io.write_png(tmp_path / "g.png", g)
+  with Image.open(tmp_path / "g.png") as pil:
+    assert pil.mode == "L"
+  with pytest.raises(ValueError, match="uint8"):
+    io.write_png(tmp_path / "x.png", g.astype(np.float32))
 
 
 def test_read_usable_images_skips_and_reports(tmp_path, capsys):

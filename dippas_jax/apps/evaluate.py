@@ -10,18 +10,16 @@
 optionally its fingerprint file; then --fingerprints may be left out), or a folder/glob/list of photos named
 <device>_<id>.<ext>. In --workdir: images/<method>/<config>/<image>.png (reused by reruns), results.csv,
 summary.json, auc_vs_psnr_<variant>.png, roc_<variant>.png, ncc_hist.png. Exit code 0: all done; 1: some photos
-were skipped (reported); 2: bad input.
+were skipped (listed); 2: bad input.
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-from dippas_jax.jobs import evaluate as experiments
 from dippas_jax.apps import common
+from dippas_jax.jobs import common as job_common
+from dippas_jax.jobs import evaluate as evaluate_job
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.config_path("evaluate"), "Evaluation config.",
-                                          lock_config=True)
+_CONFIG = common.define_config("config", common.config_path("evaluate"), "Evaluation config.")
 _IMAGES = flags.DEFINE_string("images", None, "manifest.csv, folder of device folders, or folder/glob/list of "
                               "photos.", required=True)
 _FINGERPRINTS = flags.DEFINE_string("fingerprints", None, "Folder, glob or comma list of .npz/.npy/.mat device "
@@ -34,14 +32,14 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the DIP random streams.")
 
 
 def _job():
-  summary = experiments.evaluate_job(images=_IMAGES.value, fingerprints=_FINGERPRINTS.value,
-                                     workdir=_WORKDIR.value, config=_CONFIG.value, methods=_METHODS.value,
-                                     seed=_SEED.value)
-  return 1 if summary["skipped"] else 0
+  summary = evaluate_job.evaluate_job(images=_IMAGES.value, fingerprints=_FINGERPRINTS.value,
+                                      workdir=_WORKDIR.value, config=_CONFIG.value, methods=_METHODS.value,
+                                      seed=_SEED.value)
+  return job_common.exit_code(summary)
 
 
 def run():
-  app.run(common.main_wrapper(_job))
+  common.run(_job, module=__name__, configs=[_CONFIG])
 
 
 if __name__ == "__main__":

@@ -2,17 +2,17 @@
 
   dippas-fingerprint --images=../shared/data/dresden/manifest.csv --workdir=runs/fp
   dippas-fingerprint --images='photos/flat/*.jpg' --device=my_camera --workdir=runs/fp --config.sigma=3
+
+Exit code 0: all done; 1: some flat-fields skipped (listed); 2: bad input.
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-from dippas_jax.jobs import pipeline
 from dippas_jax.apps import common
+from dippas_jax.jobs import common as job_common
+from dippas_jax.jobs import fingerprint as fingerprint_job
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.config_path("prnu"), "PRNU config.",
-                                          lock_config=True)
+_CONFIG = common.define_config("config", common.config_path("prnu"), "PRNU config.")
 _IMAGES = flags.DEFINE_string("images", None, "Folder, glob, comma list or manifest.csv of flat-fields.",
                               required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
@@ -20,12 +20,13 @@ _DEVICE = flags.DEFINE_string("device", None, "Only this manifest device, or the
 
 
 def _job():
-  pipeline.fingerprint_job(images=_IMAGES.value, workdir=_WORKDIR.value, config=_CONFIG.value,
-                           device=_DEVICE.value)
+  summary = fingerprint_job.fingerprint_job(images=_IMAGES.value, workdir=_WORKDIR.value, config=_CONFIG.value,
+                                            device=_DEVICE.value)
+  return job_common.exit_code(summary)
 
 
 def run():
-  app.run(common.main_wrapper(_job))
+  common.run(_job, module=__name__, configs=[_CONFIG])
 
 
 if __name__ == "__main__":

@@ -2,28 +2,27 @@
 mitigations) → ilb.csv, membership.csv, mitigation.csv, roc.csv, leakage.json, plots.
 
   dippas-leakage --images=../shared/data/dresden/manifest.csv --device=Nikon_D70s_1 --workdir=runs/leak
+
+Exit code 0: done; 2: bad input.
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-from dippas_jax.jobs import pipeline
 from dippas_jax.apps import common
+from dippas_jax.jobs import leakage as leakage_job
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.config_path("leakage"), "Leakage config.",
-                                          lock_config=True)
+_CONFIG = common.define_config("config", common.config_path("leakage"), "Leakage config.")
 _IMAGES = flags.DEFINE_string("images", None, "Folder, glob, comma list or manifest.csv.", required=True)
 _DEVICE = flags.DEFINE_string("device", None, "The camera whose fingerprint is analysed.", required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
 
 
 def _job():
-  pipeline.leakage_job(images=_IMAGES.value, device=_DEVICE.value, workdir=_WORKDIR.value, config=_CONFIG.value)
+  leakage_job.leakage_job(images=_IMAGES.value, device=_DEVICE.value, workdir=_WORKDIR.value, config=_CONFIG.value)
 
 
 def run():
-  app.run(common.main_wrapper(_job))
+  common.run(_job, module=__name__, configs=[_CONFIG])
 
 
 if __name__ == "__main__":

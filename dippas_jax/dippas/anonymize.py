@@ -18,12 +18,10 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
-import flax
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dippas_jax.dippas import assembly
+from dippas_jax.dippas import candidates
 from dippas_jax.prnu import denoise
 from dippas_jax.dippas import dip
 from dippas_jax.prnu import metrics
@@ -39,43 +37,14 @@ def settings_of(config) -> tuple[tuple[int, int, float], ...]:
   return assembly.normalize_settings(sweep | {primary})
 
 
-@flax.struct.dataclass
-class TracedCandidates:
-  """The assembly state plus the whole-image NCC of the kept image every `trace_every` iterations.
-
-  ncc_trace: float32[T], NaN where not computed; entry i is iteration i·trace_every.
-  """
-  assembly: assembly.Candidates
-  ncc_trace: jax.Array
-
-
-def make_hook(settings, *, height: int, width: int, sigma: float, trace_length: int,
-              trace_every: int) -> dip.CandidateHook:
-  """The DIP runner hook: streaming top-L assembly (+ an NCC trace for the history plot)."""
-  update_assembly = assembly.make_candidate_hook(settings=settings, sigma=sigma)
-
-  def init(image, fingerprint):
-    del image
-    return TracedCandidates(
-        assembly=assembly.init_candidates(fingerprint, settings=settings, height=height, width=width),
-        ncc_trace=jnp.full((trace_length,), jnp.nan, jnp.float32))
-
-  def update(candidates, image_u8, psnr, step, active):
-    new = update_assembly(candidates.assembly, image_u8, psnr, step, active)
-    trace = candidates.ncc_trace
-    if trace_every > 0:
-      k_ref = candidates.assembly.k_ref
-
-      def whole_ncc():
-        w = denoise.extract_residual(image_u8[None], sigma=sigma)
-        return metrics.ncc_eq2(w, image_u8[None], k_ref)[0]
-
-      due = active & (step % trace_every == 0)
-      value = jax.lax.cond(due, whole_ncc, lambda: jnp.float32(jnp.nan))
-      trace = trace.at[jnp.where(due, step // trace_every, trace_length)].set(value, mode="drop")
-    return TracedCandidates(assembly=new, ncc_trace=trace)
-
-  return dip.CandidateHook(init=init, update=update)
+def make_hook(config, *, height: int, width: int) -> candidates.AssemblyHook:
+  """The DIP runner hook of an anonymize config: streaming top-L assembly of every (B, L, τ) (+ the NCC trace).
+  A hashable value: two calls with the same config and size give equal hooks, hence one compiled runner."""
+  trace_every = int(config.trace_every)
+  max_steps = int(config.dip.max_steps)
+  return candidates.AssemblyHook.make(
+      settings_of(config), height=height, width=width, sigma=float(config.sigma), key=str(config.rank_key),
+      trace_every=trace_every, trace_length=-(-max_steps // trace_every) if trace_every > 0 else 1)
 
 
 def check_geometry(config, height: int, width: int) -> None:
@@ -114,7 +83,8 @@ class AnonymizeResult:
 
   outputs: {(B, L, τ): uint8[N, H, W, 3]}; primary: the config's (B, L, τ) key; k_ref: float32[N, H, W];
   history: {name: [N, T]} of the DIP run (step, loss, psnr, gamma, active); ncc_trace: float32[N, T'] (NaN where
-  not computed), trace_every; num_steps, stopped, gamma, best_psnr: [N]; candidates: {(B, τ): int[N]} pool sizes;
+  not computed), trace_every; num_steps, stopped, gamma, best_psnr: [N]; pool_sizes: {(B, τ): int[N]}
+  candidates that reached τ (0: that setting's image is the fallback, the best-PSNR iterations, below τ);
   init_s, run_s: seconds.
   """
   outputs: dict
@@ -127,7 +97,7 @@ class AnonymizeResult:
   stopped: np.ndarray
   gamma: np.ndarray
   best_psnr: np.ndarray
-  candidates: dict
+  pool_sizes: dict
   init_s: float
   run_s: float
 
@@ -150,24 +120,18 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
     raise ValueError(f"images must be uint8[N, H, W, 3], got {images.dtype}{list(images.shape)}")
   n, h, w = images.shape[:3]
   check_geometry(config, h, w)
-  settings = settings_of(config)
   k_ref = reference_fingerprints(images, fingerprints, mode=config.mode, sigma=config.sigma)
-  dip_settings = dip.DipSettings.from_config(config.dip)
-  trace_every = int(config.trace_every)
-  trace_length = -(-dip_settings.max_steps // trace_every) if trace_every > 0 else 1
-  hook = make_hook(settings, height=h, width=w, sigma=float(config.sigma), trace_length=trace_length,
-                   trace_every=trace_every)
-  result = dip.optimize(images, k_ref, settings=dip_settings, seed=seed, image_ids=image_ids, hook=hook,
-                        on_chunk=on_chunk)
-  cands: TracedCandidates = result.state.candidates
-  outputs = {key: np.asarray(v)[:n] for key, v in
-             assembly.finalize_candidates(cands.assembly, settings=settings).items()}
-  pools = {key: np.asarray(acc.main.count)[:n] for key, acc in zip(cands.assembly.keys, cands.assembly.accumulators)}
+  hook = make_hook(config, height=h, width=w)
+  result = dip.optimize(images, k_ref, settings=dip.DipSettings.from_config(config.dip), seed=seed,
+                        image_ids=image_ids, hook=hook, on_chunk=on_chunk)
+  cands: candidates.Candidates = result.state.candidates
+  outputs = {key: np.asarray(v)[:n] for key, v in candidates.finalize_candidates(cands, hook).items()}
+  pools = {key: np.asarray(v)[:n] for key, v in candidates.pool_sizes(cands).items()}
   return AnonymizeResult(
       outputs=outputs, primary=(int(config.block_size), int(config.num_blocks), float(config.tau)), k_ref=k_ref,
-      history=result.history, ncc_trace=np.asarray(cands.ncc_trace)[:n], trace_every=trace_every,
+      history=result.history, ncc_trace=np.asarray(cands.ncc_trace)[:n], trace_every=hook.trace_every,
       num_steps=result.num_steps, stopped=result.stopped, gamma=result.gamma, best_psnr=result.best_psnr,
-      candidates=pools, init_s=result.init_s, run_s=result.run_s)
+      pool_sizes=pools, init_s=result.init_s, run_s=result.run_s)
 
 
 def ncc_scores(images: np.ndarray, fingerprint: np.ndarray, *, sigma: float) -> np.ndarray:

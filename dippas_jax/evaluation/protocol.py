@@ -1,12 +1,12 @@
-"""Evaluation of anonymizers: per-image metrics, the DIPPAS attribution protocol, edge-only scores, plots.
+"""Evaluation of anonymizers: per-image metrics and the DIPPAS attribution protocol (whole image and edges).
 
-Arrays in, numbers out (no files except the plot helpers): an evaluation command reads images and fingerprints
+Arrays in, numbers out (no files): an evaluation command reads images and fingerprints
 through `io`, calls these functions and writes the tables.
 
 Per image (`per_image_metrics`): PSNR of the anonymized image against the original (on the values given,
 uint8 for saved PNGs, no wrap-around), the DIPPAS Eq. 2 NCC of the anonymized image with its device
 fingerprint, `NCC(W(J), gray(J) ⊙ K)` with `W = denoise.extract_residual(J, sigma)`, and the same NCC over the
-edge pixels only (`edge_mask`).
+edge pixels only (`edges.edge_mask`).
 
 Attribution (`score_matrix` → `attribution_protocol` → `protocol_stats`): for every device d with fingerprint
 K_d, the positives are the *anonymized* images of d scored against K_d, the negatives are the images of the
@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dippas_jax import batching
+from dippas_jax.evaluation import edges
 from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
 from dippas_jax.prnu import roc
@@ -45,12 +47,7 @@ __all__ = [
     "ProtocolScores",
     "attribution_protocol",
     "edge_auc_table",
-    "edge_mask",
-    "masked_ncc_eq2",
     "per_image_metrics",
-    "plot_auc_vs_psnr",
-    "plot_ncc_histograms",
-    "plot_roc_curves",
     "protocol_stats",
     "relative_change",
     "roc_curves",
@@ -60,83 +57,6 @@ __all__ = [
 
 VARIANTS = ("original_negatives", "anonymized_negatives")
 _HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def _check_images(images, name: str) -> np.ndarray:
-  x = np.asarray(images)
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f"{name} must have shape [N, H, W, 3] (uint8 or float in [0, 255]), got {x.shape}")
-  return x
-
-
-# ------------------------------------------------------------------------------------------------ edge mask
-def _pad_batch(a: np.ndarray, size: int) -> np.ndarray:
-  """Zero-pads the leading axis of `a` to `size` (one compiled shape for every batch)."""
-  if len(a) == size:
-    return a
-  return np.concatenate([a, np.zeros((size - len(a),) + a.shape[1:], a.dtype)])
-
-
-def edge_mask(images, *, radius: int = 3, canny_sigma: float = 2.0, denoiser_sigma: float = 3.0,
-              low_threshold: float = 0.05, high_threshold: float = 0.1, batch_size: int = 8) -> np.ndarray:
-  """Edge pixels of photos: Canny on the denoised grey image, dilated by a disk of `radius`.
-
-  Steps, per image: (1) our wavelet denoiser, `denoise.denoise(I, sigma=denoiser_sigma)` (the Mihcak denoiser
-  of the PRNU core, σ = 3 as in the DIPPAS pipeline), so that sensor noise does not create edges; (2)
-  `denoise.rgb2gray`, scaled to [0, 1] by /255; (3) `skimage.feature.canny` with Gaussian `canny_sigma` and
-  hysteresis thresholds `low_threshold`/`high_threshold` on the gradient magnitude of the [0, 1] image
-  (absolute, not quantiles); (4) `scipy.ndimage.binary_dilation` with `skimage.morphology.disk(radius)`.
-  skimage's Canny ignores the outermost pixel ring (no edges there). On the 16 Dresden 512² crops these
-  defaults mark 1–72 % of the pixels (41 % on average) after dilation.
-
-  Args:
-    images: uint8 or float[N, H, W, 3] in [0, 255], the ORIGINAL photos (the mask is then shared by every
-      anonymized version of a photo).
-    radius: dilation disk radius in pixels (3 in the paper); 0 = the bare Canny edges.
-    canny_sigma, low_threshold, high_threshold: `skimage.feature.canny` settings (see above).
-    denoiser_sigma: σ of the wavelet denoiser applied first.
-    batch_size: images per denoiser call (the last batch is zero-padded: one compilation).
-
-  Returns:
-    bool[N, H, W].
-  """
-  import scipy.ndimage  # pylint: disable=g-import-not-at-top
-  from skimage import feature, morphology  # pylint: disable=g-import-not-at-top
-  x = _check_images(images, "images")
-  gray = []
-  for start in range(0, len(x), batch_size):
-    chunk = np.asarray(x[start:start + batch_size], np.float32)
-    g = denoise.rgb2gray(denoise.denoise(jnp.asarray(_pad_batch(chunk, batch_size)), sigma=float(denoiser_sigma)))
-    gray.append(np.asarray(g, np.float64)[:len(chunk)] / 255.0)
-  gray = np.concatenate(gray) if gray else np.zeros(x.shape[:3])
-  footprint = morphology.disk(radius).astype(bool) if radius > 0 else None
-  out = np.zeros(gray.shape, bool)
-  for n in range(gray.shape[0]):
-    edges = feature.canny(gray[n], sigma=canny_sigma, low_threshold=low_threshold,
-                          high_threshold=high_threshold)
-    out[n] = edges if footprint is None else scipy.ndimage.binary_dilation(edges, structure=footprint)
-  return out
-
-
-_compute_edge_mask = edge_mask  # `per_image_metrics` has an argument of the same name.
-
-
-# ------------------------------------------------------------------------------------------------- scores
-def masked_ncc_eq2(residual, images, fingerprint, mask=None) -> jax.Array:
-  """Eq. 2 NCC over the pixels of `mask` only: cosine of `W·m` and `gray(I)·K·m` (uncentred; NaN if empty).
-
-  Args:
-    residual: float[N, H, W]; images: [N, H, W, 3]; fingerprint: float[H, W] or [N, H, W];
-    mask: bool[N, H, W] or [H, W], or None for the whole image (= `metrics.ncc_eq2`).
-
-  Returns:
-    float32[N].
-  """
-  if mask is None:
-    return metrics.ncc_eq2(residual, images, fingerprint)
-  m = jnp.asarray(mask, jnp.float32)
-  return metrics.ncc(jnp.asarray(residual, jnp.float32) * m,
-                     denoise.rgb2gray(jnp.asarray(images, jnp.float32)) * jnp.asarray(fingerprint) * m)
 
 
 def _residual(images, sigma: float) -> jax.Array:
@@ -176,7 +96,7 @@ def score_matrix(images, fingerprints, *, sigma: float = 3.0, masks=None, batch_
   Returns:
     `{'ncc': float32[M, N]}` plus `'ncc_edges': float32[M, N]` when masks are given (NaN for empty masks).
   """
-  x = _check_images(images, "images")
+  x = edges.check_images(images, "images")
   k = np.asarray(fingerprints, np.float32)
   if k.ndim != 3 or k.shape[1:] != x.shape[1:3]:
     raise ValueError(f"fingerprints must have shape [M, {x.shape[1]}, {x.shape[2]}], got {k.shape}")
@@ -184,22 +104,22 @@ def score_matrix(images, fingerprints, *, sigma: float = 3.0, masks=None, batch_
     masks = np.asarray(masks, bool)
     if masks.shape != x.shape[:3]:
       raise ValueError(f"masks must have shape {x.shape[:3]}, got {masks.shape}")
-  full, edges = [], []
+  full, in_edges = [], []
   kj = jnp.asarray(k)
   for start in range(0, len(x), batch_size):
     chunk = x[start:start + batch_size]
     mchunk = np.ones(chunk.shape[:3], np.float32) if masks is None else masks[start:start + batch_size]
     n = len(chunk)
-    chunk = _pad_batch(chunk, batch_size)
+    chunk = batching.pad_batch(chunk, batch_size)
     a, b = _scores_batch(_residual(chunk, float(sigma)), chunk, kj,
-                         jnp.asarray(_pad_batch(np.asarray(mchunk, np.float32), batch_size)))
+                         jnp.asarray(batching.pad_batch(np.asarray(mchunk, np.float32), batch_size)))
     full.append(np.asarray(a)[:, :n])
-    edges.append(np.asarray(b)[:, :n])
+    in_edges.append(np.asarray(b)[:, :n])
     if progress is not None:
       progress(start + n)
   out = {"ncc": np.concatenate(full, axis=1) if full else np.zeros((len(k), 0), np.float32)}
   if masks is not None:
-    out["ncc_edges"] = np.concatenate(edges, axis=1) if edges else np.zeros((len(k), 0), np.float32)
+    out["ncc_edges"] = np.concatenate(in_edges, axis=1) if in_edges else np.zeros((len(k), 0), np.float32)
   return out
 
 
@@ -221,15 +141,15 @@ def per_image_metrics(original, anonymized, fingerprint, *, sigma: float = 3.0, 
     with K), 'ncc_original' and 'ncc_edges_original' (original image with K), 'edge_fraction' (share of
     pixels in the edge mask).
   """
-  orig = _check_images(original, "original")
-  anon = _check_images(anonymized, "anonymized")
+  orig = edges.check_images(original, "original")
+  anon = edges.check_images(anonymized, "anonymized")
   if orig.shape != anon.shape:
     raise ValueError(f"original {orig.shape} and anonymized {anon.shape} must have the same shape")
   k = np.asarray(fingerprint, np.float32)
   if k.shape not in (orig.shape[1:3], orig.shape[:3]):
     raise ValueError(f"fingerprint must have shape {orig.shape[1:3]} or {orig.shape[:3]}, got {k.shape}")
   k = np.broadcast_to(k, orig.shape[:3])
-  mask = (_compute_edge_mask(orig, batch_size=batch_size) if edge_mask is None
+  mask = (edges.edge_mask(orig, batch_size=batch_size) if edge_mask is None
           else np.asarray(edge_mask, bool))
   if mask.shape != orig.shape[:3]:
     raise ValueError(f"edge_mask must have shape {orig.shape[:3]}, got {mask.shape}")
@@ -237,7 +157,7 @@ def per_image_metrics(original, anonymized, fingerprint, *, sigma: float = 3.0, 
   for start in range(0, len(orig), batch_size):
     sl = slice(start, start + batch_size)
     n = len(orig[sl])
-    o, a, kk, mm = (_pad_batch(np.asarray(v[sl]), batch_size) for v in (orig, anon, k, mask))
+    o, a, kk, mm = (batching.pad_batch(np.asarray(v[sl]), batch_size) for v in (orig, anon, k, mask))
     res = _per_image_batch(o, a, kk, mm, _residual(o, float(sigma)), _residual(a, float(sigma)))
     for name, value in zip(cols, res):
       cols[name].append(np.asarray(value, np.float64)[:n])
@@ -251,8 +171,8 @@ def _per_image_batch(orig, anon, k, mask, w_orig, w_anon):
   orig = jnp.asarray(orig, jnp.float32)
   anon = jnp.asarray(anon, jnp.float32)
   return (metrics.psnr(orig, anon),
-          metrics.ncc_eq2(w_anon, anon, k), masked_ncc_eq2(w_anon, anon, k, mask),
-          metrics.ncc_eq2(w_orig, orig, k), masked_ncc_eq2(w_orig, orig, k, mask))
+          metrics.ncc_eq2(w_anon, anon, k), edges.masked_ncc_eq2(w_anon, anon, k, mask),
+          metrics.ncc_eq2(w_orig, orig, k), edges.masked_ncc_eq2(w_orig, orig, k, mask))
 
 
 # ------------------------------------------------------------------------------------------------- protocol
@@ -441,65 +361,3 @@ def summarize_method(scores_anon: Mapping[str, np.ndarray], scores_orig: Mapping
       entry["edges_table"] = edge_auc_table(entry["ncc"], entry["ncc_edges"])
     out[variant] = entry
   return out
-
-
-# ------------------------------------------------------------------------------------------------------ plots
-def plot_auc_vs_psnr(points: Sequence[Mapping], path, *, title: str = "Attribution AUC vs image quality") -> None:
-  """The paper's Fig. 10: one marker per (method, config) at (mean PSNR, AUC), one colour/line per method.
-
-  Args:
-    points: dicts with 'method', 'auc', 'mean_psnr' and optionally 'config' (a short label written beside
-      the marker). Points of one method are joined in increasing PSNR. Points with a missing or
-      non-finite value are skipped.
-    path: output PNG.
-  """
-  from dippas_jax import plotting  # pylint: disable=g-import-not-at-top
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4.5))
-  methods = sorted({p["method"] for p in points})
-  for i, method in enumerate(methods):
-    pts = [p for p in points if p["method"] == method and p.get("auc") is not None
-           and p.get("mean_psnr") is not None and np.isfinite(p["auc"]) and np.isfinite(p["mean_psnr"])]
-    if not pts:
-      continue
-    pts.sort(key=lambda p: p["mean_psnr"])
-    xs = [p["mean_psnr"] for p in pts]
-    ys = [p["auc"] for p in pts]
-    ax.plot(xs, ys, marker="o", ms=5, lw=1, color=f"C{i % 10}", label=method)
-    for p in pts:
-      if p.get("config"):
-        ax.annotate(str(p["config"]), (p["mean_psnr"], p["auc"]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")
-  ax.axhline(0.5, color="0.7", lw=0.8, ls="--")
-  ax.set(xlabel="mean PSNR [dB]", ylabel="AUC", title=title, ylim=(0.0, 1.02))
-  ax.grid(alpha=0.3)
-  if methods:
-    ax.legend(fontsize=8, loc="best")
-  plotting.save_figure(fig, path)
-
-
-def plot_roc_curves(curves: Mapping[str, tuple], path, *, title: str = "ROC") -> None:
-  """ROC curves `{label: (fpr, tpr, auc)}` (e.g. one per method, from `roc_curves(...)['pooled']`)."""
-  from dippas_jax import plotting  # pylint: disable=g-import-not-at-top
-  plotting.plot_roc(dict(curves), path, title=title)
-
-
-def plot_ncc_histograms(values: Mapping[str, np.ndarray], path, *, title: str = "NCC with the device fingerprint",
-                        bins: int = 40) -> None:
-  """Overlaid histograms of NCC values `{label: float[N]}` (e.g. 'original' and 'anonymized'), common bins."""
-  from dippas_jax import plotting  # pylint: disable=g-import-not-at-top
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  arrays = {k: np.asarray(v, np.float64)[np.isfinite(np.asarray(v, np.float64))] for k, v in values.items()}
-  allv = np.concatenate([a for a in arrays.values()] + [np.zeros(1)])
-  lo, hi = float(allv.min()), float(allv.max())
-  if hi <= lo:
-    hi = lo + 1e-3
-  edges = np.linspace(lo, hi, bins + 1)
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for i, (label, a) in enumerate(arrays.items()):
-    ax.hist(a, bins=edges, alpha=0.5, color=f"C{i % 10}", label=f"{label} (n={a.size})")
-  ax.axvline(0.0, color="0.3", lw=0.8, ls="--")
-  ax.set(xlabel="NCC (Eq. 2)", ylabel="images", title=title)
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  plotting.save_figure(fig, path)

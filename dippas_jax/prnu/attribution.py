@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import pathlib
 from typing import Sequence
 
@@ -23,7 +22,6 @@ import numpy as np
 
 from dippas_jax import batching
 from dippas_jax.prnu import denoise
-from dippas_jax import io
 from dippas_jax.prnu import metrics
 from dippas_jax.prnu import roc
 
@@ -121,7 +119,6 @@ def attribute(fingerprints: dict[str, np.ndarray], images: np.ndarray, image_nam
                            scores=scores, ground_truth=gt, stats=summarize(scores, gt))
 
 
-# --------------------------------------------------------------------------------------------------- file jobs
 def fingerprint_name(path: str | pathlib.Path, metadata: dict, known_devices: Sequence[str]) -> str:
   """Device name of a fingerprint file: its metadata's device, or the longest known device that prefixes
   the file stem followed by '_' (so `Nikon_D70_0_sigma5.npy` → `Nikon_D70_0`), else the stem."""
@@ -130,62 +127,3 @@ def fingerprint_name(path: str | pathlib.Path, metadata: dict, known_devices: Se
     return metadata["device"]
   matches = [d for d in known_devices if stem == d or stem.startswith(d + "_")]
   return max(matches, key=len) if matches else stem
-
-
-def list_fingerprints(spec: str) -> list[pathlib.Path]:
-  """Fingerprint files from a folder, glob, file or comma-separated list of those."""
-  paths: list[pathlib.Path] = []
-  for part in [s for s in spec.split(",") if s]:
-    p = pathlib.Path(part)
-    if p.is_dir():
-      paths += sorted(f for f in p.iterdir() if f.suffix.lower() in io.FINGERPRINT_EXTENSIONS)
-    elif p.is_file():
-      paths.append(p)
-    else:
-      paths += sorted(pathlib.Path(f) for f in glob.glob(part)
-                      if pathlib.Path(f).suffix.lower() in io.FINGERPRINT_EXTENSIONS)
-  if not paths:
-    raise io.InputError(f"{spec}: no fingerprint files found (.npz, .npy or .mat)")
-  return paths
-
-
-def load_fingerprints(spec: str, *, known_devices: Sequence[str], crop) -> dict[str, np.ndarray]:
-  """Loads fingerprint files into `{device: float32[h, w]}`, centre-cropped to `crop` when given."""
-  out = {}
-  for path in list_fingerprints(spec):
-    k, meta = io.load_fingerprint(path)
-    if crop is not None and tuple(k.shape) != tuple(crop):
-      if k.shape[0] < crop[0] or k.shape[1] < crop[1]:
-        io.check_fingerprint(k, crop, name=str(path))  # Raises: names both sizes.
-      k = io.center_crop(k, *crop, name=str(path))
-    name = fingerprint_name(path, meta, known_devices)
-    if name in out:
-      raise io.InputError(f"{path}: a second fingerprint for device {name!r}")
-    out[name] = k
-  return out
-
-
-def write_report(result: AttributionResult, workdir: str | pathlib.Path, *, config: dict) -> dict:
-  """Writes `scores.csv` (one row per image × fingerprint), `summary.json` and `roc.png`; returns the summary."""
-  from dippas_jax import plotting  # matplotlib only when a report is written.
-  workdir = pathlib.Path(workdir)
-  rows = []
-  for n, image in enumerate(result.images):
-    for m, device in enumerate(result.devices):
-      row = {"image": image, "image_device": result.image_devices[n], "fingerprint": device,
-             "match": bool(result.ground_truth[m, n])}
-      row.update({name: float(result.scores[name][m, n]) for name in SCORES})
-      rows.append(row)
-  io.write_csv(workdir / "scores.csv", rows)
-  summary = {"devices": list(result.devices), "num_images": len(result.images),
-             "num_positive_pairs": int(result.ground_truth.sum()),
-             "num_negative_pairs": int((~result.ground_truth).sum()),
-             "scores": {name: (None if st is None else {k: v for k, v in st.items() if k not in ("fpr", "tpr")})
-                        for name, st in result.stats.items()},
-             "config": config}
-  io.write_json(workdir / "summary.json", summary)
-  curves = {name: (st["fpr"], st["tpr"], st["auc"]) for name, st in result.stats.items() if st is not None}
-  if curves:
-    plotting.plot_roc(curves, workdir / "roc.png", title=f"Source attribution ({len(result.images)} images, "
-                      f"{len(result.devices)} devices)")
-  return summary

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dippas_jax import batching
 from dippas_jax.prnu import denoise
 
 SATURATION_MODES = ("corrected", "legacy")
@@ -132,9 +133,7 @@ def estimate_fingerprint(images: Iterable[np.ndarray] | np.ndarray, *, batch_siz
   sums, count, batch = None, 0, []
 
   def flush(batch, sums):
-    stack = np.stack(batch)
-    if len(batch) < batch_size:
-      stack = np.concatenate([stack, np.zeros((batch_size - len(batch),) + stack.shape[1:], stack.dtype)])
+    stack = batching.pad_batch(np.stack(batch), batch_size)  # a zero image adds exactly 0 to both sums
     if sums is None:
       sums = init_sums(*stack.shape[1:])
     return accumulate(sums, stack, sigma=sigma, levels=levels, wavelet=wavelet, saturation_mode=saturation_mode)

@@ -1,4 +1,4 @@
-"""Tests for the DIPPAS block assembly: sort key, PSNR pool, full-stack assembly, streaming top-L, the hook."""
+"""Tests for the DIPPAS block assembly: sort keys, PSNR pool, full-stack assembly, streaming top-L, the hook."""
 
 import functools
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from dippas_jax.dippas import assembly
+from dippas_jax.dippas import candidates
+from dippas_jax.dippas import topl
 
 NAN = np.nan
 
@@ -192,9 +194,9 @@ def test_assemble_floor_quantisation():
   image, _ = assembly.assemble(hi, np.zeros((2, 1), np.float32), np.ones(2, bool), block_size=8, num_blocks=2)
   assert int(image[0, 0, 0]) == 254 and int(image[1, 1, 1]) == 255
   # The streaming accumulator quantises the same way.
-  state = _stream(assembly.topl_init(8, 8, block_size=8, num_blocks=1000), cands, ncc, np.full(1000, 38.0),
+  state = _stream(topl.topl_init(8, 8, block_size=8, num_blocks=1000), cands, ncc, np.full(1000, 38.0),
                   tau=37.0)
-  np.testing.assert_array_equal(assembly.topl_finalize(state), 2)
+  np.testing.assert_array_equal(topl.topl_finalize(state), 2)
 
 
 def test_assemble_validates_inputs():
@@ -214,7 +216,7 @@ def test_assemble_validates_inputs():
 @functools.partial(jax.jit, static_argnames="tau")
 def _scan_updates(state, cands, ncc, psnr, steps, *, tau):
   def body(s, xs):
-    return assembly.topl_update(s, *xs, tau=tau), None
+    return topl.topl_update(s, *xs, tau=tau), None
   return jax.lax.scan(body, state, (cands, ncc, psnr, steps))[0]
 
 
@@ -225,52 +227,45 @@ def _stream(state, cands, ncc, psnr, *, tau, steps=None):
                        jnp.asarray(steps, jnp.int32), tau=tau)
 
 
-@pytest.mark.parametrize("block_size, capacity, tau, seed", [
-    (8, 6, 37.0, 0),
-    (16, 4, 38.0, 1),
-    (32, 20, 36.0, 2),     # capacity larger than the stream
-    (64, 3, 37.0, 3),
-    (16, 5, 45.0, 4),      # nothing reaches τ: the fallback pool (PSNR ties at the max)
-    (8, 3, 38.5, 5),       # only the top PSNR value qualifies
+@pytest.mark.parametrize("block_size, capacity, tau, seed, key", [
+    (8, 6, 37.0, 0, "paper"),
+    (16, 4, 38.0, 1, "paper"),
+    (32, 20, 36.0, 2, "paper"),     # capacity larger than the stream
+    (64, 3, 37.0, 3, "abs"),
+    (8, 3, 38.5, 5, "paper"),       # only the top PSNR value qualifies
+    (16, 5, 37.0, 6, "abs"),
 ])
-def test_streaming_topl_equals_full_pool(block_size, capacity, tau, seed):
+def test_streaming_topl_equals_full_pool(block_size, capacity, tau, seed, key):
   m = 14
   cands, ncc, psnr = _random_stream(seed, m=m, h=64, w=64, block_size=block_size, nan_rate=0.2)
-  state = _stream(assembly.topl_init(64, 64, block_size=block_size, num_blocks=capacity), cands, ncc, psnr, tau=tau)
-  pool = assembly.psnr_pool(psnr, tau=tau)
-  assert int(assembly._active_slots(state).count) == int(np.sum(pool))
+  state = _stream(topl.topl_init(64, 64, block_size=block_size, num_blocks=capacity, key=key), cands, ncc, psnr,
+                  tau=tau)
+  pool = psnr >= tau
+  assert int(state.count) == int(np.sum(pool))
   for l in sorted({1, 2, capacity // 2 or 1, capacity}):
-    full, chosen = assembly.assemble(cands, ncc, pool, block_size=block_size, num_blocks=l)
-    np.testing.assert_array_equal(assembly.topl_finalize(state, num_blocks=l), full)
-    np.testing.assert_array_equal(assembly.topl_selection(state, num_blocks=l), chosen)
-    np.testing.assert_array_equal(full, _reference_assemble(cands, ncc, psnr, tau=tau, block_size=block_size,
-                                                            num_blocks=l))
+    full, _ = assembly.assemble(cands, ncc, pool, block_size=block_size, num_blocks=l, key=key)
+    np.testing.assert_array_equal(topl.topl_finalize(state, num_blocks=l), full)
+    if key == "paper":
+      np.testing.assert_array_equal(full, _reference_assemble(cands, ncc, psnr, tau=tau, block_size=block_size,
+                                                              num_blocks=l))
   with pytest.raises(ValueError, match="capacity"):
-    assembly.topl_finalize(state, num_blocks=capacity + 1)
+    topl.topl_finalize(state, num_blocks=capacity + 1)
 
 
-def test_streaming_fallback_resets_on_higher_psnr_and_merges_ties():
-  rng = np.random.default_rng(7)
-  cands = rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8)
-  ncc = rng.normal(0, 0.1, (7, 4)).astype(np.float32)
-  psnr = np.array([30.0, 33.0, 33.0, 31.0, 34.0, 34.0, 34.0], np.float32)  # rises, ties, dips, rises, ties
-  state = _stream(assembly.topl_init(16, 16, block_size=8, num_blocks=5), cands, ncc, psnr, tau=40.0)
-  assert int(state.main.count) == 0 and int(state.fallback.count) == 3 and float(state.best_psnr) == 34.0
-  full, _ = assembly.assemble(cands, ncc, assembly.psnr_pool(psnr, tau=40.0), block_size=8, num_blocks=5)
-  np.testing.assert_array_equal(assembly.topl_finalize(state), full)
-  assert set(np.asarray(assembly.topl_selection(state)).ravel()) == {4, 5, 6, -1}
-  # Once a candidate reaches τ the fallback is irrelevant: the main pool wins.
-  state = _stream(state, cands[:1], ncc[:1], np.array([40.5], np.float32), tau=40.0, steps=[7])
-  np.testing.assert_array_equal(assembly.topl_finalize(state), cands[0])
+def test_abs_key_ranks_by_magnitude_whatever_the_sign():
+  ncc = np.array([0.1, -0.2, NAN, -0.05, 0.1, NAN, 0.0, -0.0, 0.03], np.float32)
+  np.testing.assert_array_equal(assembly.sort_order(ncc, key="abs"), [6, 7, 8, 3, 0, 4, 1, 2, 5])
+  np.testing.assert_array_equal(assembly.sort_order(ncc), [3, 1, 6, 7, 8, 0, 4, 2, 5])
+  with pytest.raises(ValueError, match="rank key"):
+    assembly.sort_order(ncc, key="signed")
 
 
 def test_streaming_nan_psnr_never_enters_and_empty_state_is_zero():
-  state = assembly.topl_init(16, 16, block_size=16, num_blocks=2)
-  np.testing.assert_array_equal(assembly.topl_finalize(state), 0)
+  state = topl.topl_init(16, 16, block_size=16, num_blocks=2)
+  np.testing.assert_array_equal(topl.topl_finalize(state), 0)
   img = np.full((16, 16, 3), 9, np.uint8)
   state = _stream(state, img[None], np.zeros((1, 1), np.float32), np.array([NAN], np.float32), tau=37.0)
-  assert int(state.main.count) == 0 and int(state.fallback.count) == 0
-  assert float(state.best_psnr) == -np.inf
+  assert int(state.count) == 0
 
 
 def test_topl_update_compiles_once():
@@ -279,24 +274,24 @@ def test_topl_update_compiles_once():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def update(state, image, scores, p, step):
-    return assembly.topl_update(state, image, scores, p, step, tau=37.0)
+    return topl.topl_update(state, image, scores, p, step, tau=37.0)
 
-  state = assembly.topl_init(32, 32, block_size=8, num_blocks=4)
+  state = topl.topl_init(32, 32, block_size=8, num_blocks=4)
   for t in range(6):
     state = update(state, cands[t], ncc[t], jnp.float32(psnr[t]), jnp.int32(t))
-  chex.assert_trees_all_equal_shapes_and_dtypes(state, assembly.topl_init(32, 32, block_size=8, num_blocks=4))
+  chex.assert_trees_all_equal_shapes_and_dtypes(state, topl.topl_init(32, 32, block_size=8, num_blocks=4))
 
 
 def test_topl_batched_state_finalize():
   cands, ncc, psnr = _random_stream(11, m=5, h=32, w=32, block_size=16)
-  state = assembly.topl_init(32, 32, block_size=16, num_blocks=3, batch_shape=(2,))
-  update = jax.jit(jax.vmap(functools.partial(assembly.topl_update, tau=37.0)))
+  state = topl.topl_init(32, 32, block_size=16, num_blocks=3, batch_shape=(2,))
+  update = jax.jit(jax.vmap(functools.partial(topl.topl_update, tau=37.0)))
   for t in range(5):  # image 1 sees the candidates in reverse order of value (flipped pixels)
     pair = np.stack([cands[t], 255 - cands[t]])
     state = update(state, pair, np.stack([ncc[t], -ncc[t]]), jnp.full(2, psnr[t]), jnp.full(2, t, jnp.int32))
-  out = assembly.topl_finalize(state, num_blocks=2)
+  out = topl.topl_finalize(state, num_blocks=2)
   assert out.shape == (2, 32, 32, 3)
-  pool = assembly.psnr_pool(psnr, tau=37.0)
+  pool = psnr >= 37.0
   np.testing.assert_array_equal(out[0], assembly.assemble(cands, ncc, pool, block_size=16, num_blocks=2)[0])
   np.testing.assert_array_equal(out[1], assembly.assemble(255 - cands, -ncc, pool, block_size=16, num_blocks=2)[0])
 
@@ -320,15 +315,16 @@ def hook_streams():
   active[6:, 0] = False  # image 0 stops early
   k_ref = rng.normal(0, 1, (n, size, size)).astype(np.float32)
   flat = cands.reshape(m * n, size, size, 3)
-  scores = assembly.candidate_ncc(flat, np.tile(k_ref, (m, 1, 1)), block_sizes={b for b, _, _ in SETTINGS})
+  scores = candidates.candidate_ncc(flat, np.tile(k_ref, (m, 1, 1)), block_sizes={b for b, _, _ in SETTINGS})
   scores = {b: np.asarray(v).reshape(m, n, -1) for b, v in scores.items()}
   return cands, psnr, active, k_ref, scores
 
 
-def _full_pool(cands, psnr, active, scores, n):
-  """`assemble` on image n's whole stack; inactive candidates are outside the pool (NaN PSNR)."""
+def _full_pool(cands, psnr, active, scores, n, settings=SETTINGS):
+  """`assemble` on image n's whole stack with the DIPPAS pool (fallback included); inactive candidates are
+  outside the pool (NaN PSNR)."""
   out = {}
-  for b, l, tau in assembly.normalize_settings(SETTINGS):
+  for b, l, tau in assembly.normalize_settings(settings):
     pool = assembly.psnr_pool(np.where(active[:, n], psnr[:, n], np.nan), tau=tau)
     out[(b, l, tau)] = assembly.assemble(cands[:, n], scores[b][:, n], pool, block_size=b, num_blocks=l)[0]
   return out
@@ -336,43 +332,82 @@ def _full_pool(cands, psnr, active, scores, n):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _run_hook(hook, state, cands, psnr, steps, active):
+  """The hook over a stream of batches: cands [M, N, H, W, 3], psnr/steps/active [M, N]."""
   def body(s, xs):
-    return hook(s, *xs), None
+    return hook.update(s, *xs), None
   xs = (cands, jnp.asarray(psnr, jnp.float32), jnp.asarray(steps, jnp.int32), jnp.asarray(active))
   return jax.lax.scan(body, state, xs)[0]
 
 
-def test_hook_equals_full_pool(hook_streams):
+def _init(hook, k_ref):
+  return jax.vmap(lambda k: hook.init(None, k))(jnp.asarray(k_ref))
+
+
+def test_hook_over_a_batch_equals_full_pool(hook_streams):
   cands, psnr, active, k_ref, scores = hook_streams
-  hook = assembly.make_candidate_hook(settings=SETTINGS)
-  state = assembly.init_candidates(k_ref[0], settings=SETTINGS, height=32, width=32)
+  hook = candidates.AssemblyHook.make(SETTINGS, height=32, width=32)
+  assert hook == candidates.AssemblyHook.make(list(reversed(SETTINGS)), height=32, width=32)  # a value: one compile
+  state = _init(hook, k_ref)
   assert state.keys == ((8, 37.0), (8, 38.0), (16, 45.0), (32, 38.0))
   assert [acc.capacity for acc in state.accumulators] == [5, 2, 2, 4]
-  state = _run_hook(hook, state, cands[:, 0], psnr[:, 0], np.arange(len(cands)), active[:, 0])
-  got = assembly.finalize_candidates(state, settings=SETTINGS)
-  expected = _full_pool(cands, psnr, active, scores, 0)
-  assert set(got) == set(expected)
-  for key in expected:
-    np.testing.assert_array_equal(got[key], expected[key], err_msg=str(key))
-  # Every L up to a shared capacity from one accumulator.
-  some = assembly.finalize_candidates(state, settings=SETTINGS, num_blocks_list=[1, 2])
-  assert set(some) == {(b, l, tau) for b, tau in state.keys for l in (1, 2)}
-  with pytest.raises(ValueError, match="capacity"):
-    assembly.finalize_candidates(state, settings=SETTINGS, num_blocks_list=[3])
-
-
-# The batched variant compiles the residual once more (~35 s on 2 CPU cores): `slow`, run with `pytest -m slow`.
-@pytest.mark.parametrize("batched", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_hook_over_a_batch_of_images(hook_streams, batched):
-  cands, psnr, active, k_ref, scores = hook_streams
-  hook = assembly.make_candidate_hook(settings=SETTINGS, batched=batched)
-  state = assembly.init_candidates(k_ref, settings=SETTINGS, height=32, width=32)
   steps = np.repeat(np.arange(cands.shape[0])[:, None], 2, axis=1)
-  state = _run_hook(hook if batched else jax.vmap(hook), state, cands, psnr, steps, active)
-  got = assembly.finalize_candidates(state, settings=SETTINGS)
+  state = _run_hook(hook, state, cands, psnr, steps, active)
+  got = candidates.finalize_candidates(state, hook)
   for n in range(2):
     for key, expected in _full_pool(cands, psnr, active, scores, n).items():
       np.testing.assert_array_equal(got[key][n], expected, err_msg=f"{key} image {n}")
+  # (16, 45.0): nothing reaches τ, the fallback pool served; the others reached τ.
+  pools = candidates.pool_sizes(state)
+  assert np.all(pools[(16, 45.0)] == 0) and np.all(pools[(8, 37.0)] > 0)
+  # Every L up to a shared capacity from one accumulator.
+  some = candidates.finalize_candidates(state, hook, num_blocks_list=[1, 2])
+  assert set(some) == {(b, l, tau) for b, tau in state.keys for l in (1, 2)}
+  with pytest.raises(ValueError, match="capacity"):
+    candidates.finalize_candidates(state, hook, num_blocks_list=[3])
+
+
+def test_fallback_resets_on_higher_psnr_and_keeps_ties():
+  rng = np.random.default_rng(7)
+  cands = rng.integers(0, 256, (7, 1, 16, 16, 3), dtype=np.uint8)
+  psnr = np.array([30.0, 33.0, 33.0, 31.0, 34.0, 34.0, 34.0], np.float32)[:, None]  # rises, ties, dips, rises, ties
+  k_ref = rng.normal(0, 1, (1, 16, 16)).astype(np.float32)
+  hook = candidates.AssemblyHook.make([(8, 5, 40.0)], height=16, width=16)
+  state = _run_hook(hook, _init(hook, k_ref), cands, psnr, np.arange(7)[:, None], np.ones((7, 1), bool))
+  fb = state.fallback
+  assert int(fb.count[0]) == 3 and float(fb.best_psnr[0]) == 34.0
+  np.testing.assert_array_equal(fb.iteration[0, :3], [4, 5, 6])
+  scores = candidates.candidate_ncc(cands[:, 0], k_ref[0], block_sizes=[8])
+  full, _ = assembly.assemble(cands[:, 0], scores[8], assembly.psnr_pool(psnr[:, 0], tau=40.0), block_size=8,
+                              num_blocks=5)
+  np.testing.assert_array_equal(candidates.finalize_candidates(state, hook)[(8, 5, 40.0)][0], full)
+  # Once a candidate reaches τ the fallback is not used: the main pool wins.
+  state = _run_hook(hook, state, cands[:1], np.array([[40.5]], np.float32), np.array([[7]]), np.ones((1, 1), bool))
+  np.testing.assert_array_equal(candidates.finalize_candidates(state, hook)[(8, 5, 40.0)][0], cands[0, 0])
+
+
+def test_residual_is_computed_only_when_a_candidate_can_enter(hook_streams, monkeypatch):
+  """The hook's expensive part (one residual per image) runs on a step only if some image of the batch reaches
+  a τ or the NCC trace is due: counted with a host callback, which runs only when its branch does."""
+  cands, _, _, k_ref, _ = hook_streams
+  calls = []
+  residual = candidates.denoise.extract_residual
+
+  def counting(images, **kwargs):
+    jax.debug.callback(lambda: calls.append(1))
+    return residual(images, **kwargs)
+
+  monkeypatch.setattr(candidates.denoise, "extract_residual", counting)
+  hook = candidates.AssemblyHook.make([(8, 3, 37.0)], height=32, width=32, trace_every=4, trace_length=3)
+  psnr = np.full((10, 2), 30.0, np.float32)
+  psnr[7:, 1] = 38.0  # image 1 reaches τ at steps 7, 8, 9
+  steps = np.repeat(np.arange(10)[:, None], 2, axis=1)
+  state = _run_hook(hook, _init(hook, k_ref), cands, psnr, steps, np.ones((10, 2), bool))
+  jax.effects_barrier()
+  # Steps 0, 4 and 8 trace the NCC; steps 7, 8, 9 rank: 5 steps of 10 (one residual call per batch each).
+  assert len(calls) == 5, len(calls)
+  trace = np.asarray(state.ncc_trace)
+  assert np.isfinite(trace).all() and trace.shape == (2, 3)
+  assert int(state.accumulators[0].count[1]) == 3 and int(state.accumulators[0].count[0]) == 0
 
 
 def test_settings_validation():
@@ -382,7 +417,8 @@ def test_settings_validation():
   with pytest.raises(ValueError):
     assembly.normalize_settings([(64, 0, 37.0)])
   with pytest.raises(ValueError, match="must divide"):
-    assembly.init_candidates(np.zeros((32, 32)), settings=[(12, 2, 37.0)], height=32, width=32)
-  state = assembly.init_candidates(np.zeros((32, 32)), settings=[(8, 2, 37.0)], height=32, width=32)
-  with pytest.raises(ValueError, match="initialised"):
-    assembly.finalize_candidates(state, settings=[(8, 3, 37.0)])
+    candidates.AssemblyHook.make([(12, 2, 37.0)], height=32, width=32)
+  hook = candidates.AssemblyHook.make([(8, 2, 37.0)], height=32, width=32)
+  state = _init(hook, np.zeros((1, 32, 32)))
+  with pytest.raises(ValueError, match="hook's settings"):
+    candidates.finalize_candidates(state, candidates.AssemblyHook.make([(8, 3, 38.0)], height=32, width=32))

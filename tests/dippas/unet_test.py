@@ -12,6 +12,7 @@ from jax import lax
 
 from dippas_jax.dippas import dip
 from dippas_jax.dippas import injection
+from dippas_jax.dippas import layers
 from dippas_jax.dippas import unet as mru
 
 PAPER_PARAMS = 2_219_718
@@ -170,7 +171,7 @@ def test_conv_impls_agree(cin, cout, k, stride, impl):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((2, 8, 12, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
-  f = lambda impl: lambda x, w: mru.conv2d(x, w, stride=stride, impl=impl)  # noqa: E731
+  f = lambda impl: lambda x, w: layers.conv2d(x, w, stride=stride, impl=impl)  # noqa: E731
   y_ref, vjp_ref = jax.vjp(f("xla"), x, w)
   y, vjp = jax.vjp(jax.jit(f(impl)), x, w)
   g = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
@@ -190,7 +191,7 @@ def test_stride2_conv_samples_rows_like_pytorch():
     for p in range(4):
       want[0, o, p] = np.einsum("hwc,hwcd->d", xp[0, 2 * o:2 * o + 3, 2 * p:2 * p + 3], w)
   for impl in mru.CONV_IMPLS:
-    np.testing.assert_allclose(mru.conv2d(jnp.asarray(x), jnp.asarray(w), stride=2, impl=impl), want, atol=1e-5)
+    np.testing.assert_allclose(layers.conv2d(jnp.asarray(x), jnp.asarray(w), stride=2, impl=impl), want, atol=1e-5)
 
 
 def test_upsample_nearest():

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from dippas_jax import imaging
 from dippas_jax.evaluation import baselines
 from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
@@ -15,7 +16,7 @@ from dippas_jax import synthetic
 # --------------------------------------------------------------------------------------------------- helpers
 def test_to_uint8_clips_and_rounds_half_to_even():
   x = np.array([-3.0, 0.49, 0.5, 1.5, 2.5, 127.5, 254.5, 254.51, 300.0], np.float32)
-  got = np.asarray(baselines.to_uint8(x))
+  got = np.asarray(imaging.to_uint8(x))
   assert got.dtype == np.uint8
   np.testing.assert_array_equal(got, [0, 0, 0, 2, 2, 128, 254, 255, 255])
   np.testing.assert_array_equal(got, np.rint(np.clip(x, 0, 255)).astype(np.uint8))
@@ -152,7 +153,7 @@ def camera():
 
 
 def _evaluate(images, out, true_k):
-  u = np.asarray(baselines.to_uint8(out))
+  u = np.asarray(imaging.to_uint8(out))
   w = denoise.extract_residual(u, sigma=3.0)
   return np.asarray(metrics.ncc_eq2(w, u, true_k)), np.asarray(metrics.psnr(images, u))
 

@@ -9,6 +9,9 @@ from sklearn import metrics as skm
 
 from dippas_jax.evaluation import baselines
 from dippas_jax.prnu import denoise
+from dippas_jax import imaging
+from dippas_jax import plotting
+from dippas_jax.evaluation import edges
 from dippas_jax.evaluation import protocol as evaluation
 from dippas_jax.prnu import metrics
 from dippas_jax.prnu import roc
@@ -182,7 +185,7 @@ def test_edge_auc_table_and_relative_change():
 def test_edge_mask_of_a_vertical_step_is_a_band_of_width_seven():
   x = np.full((4, 64, 64, 3), 60, np.uint8)
   x[:, :, 30:] = 190
-  m = evaluation.edge_mask(x, radius=3, batch_size=4)
+  m = edges.edge_mask(x, radius=3, batch_size=4)
   assert m.shape == (4, 64, 64) and m.dtype == bool
   # Canny marks one column at the step (29 or 30); the radius-3 disk widens it to 2·3 + 1 = 7 columns.
   for r in range(4, 60):
@@ -190,14 +193,14 @@ def test_edge_mask_of_a_vertical_step_is_a_band_of_width_seven():
     assert len(c) == 7 and c[0] in (26, 27) and np.all(np.diff(c) == 1), (r, c)
   assert not m[:, :, :24].any() and not m[:, :, 35:].any()
   # Radius 0: the bare Canny edge, one pixel wide.
-  m0 = evaluation.edge_mask(x, radius=0, batch_size=4)
+  m0 = edges.edge_mask(x, radius=0, batch_size=4)
   assert all(len(np.flatnonzero(m0[0, r])) == 1 for r in range(4, 60))
 
 
 def test_edge_mask_ignores_flat_noise():
   rng = np.random.default_rng(0)
   x = np.clip(128 + rng.normal(0, 2, (4, 64, 64, 3)), 0, 255).astype(np.uint8)
-  assert evaluation.edge_mask(x, batch_size=4).mean() < 0.02
+  assert edges.edge_mask(x, batch_size=4).mean() < 0.02
 
 
 # --------------------------------------------------------------------------------------- per-image metrics
@@ -210,7 +213,7 @@ def photos():
 def test_score_matrix_equals_ncc_eq2(photos):
   x = photos.natural
   k = photos.prnu
-  masks = evaluation.edge_mask(x, batch_size=4)
+  masks = edges.edge_mask(x, batch_size=4)
   assert 0.05 < masks.mean() < 0.9
   got = evaluation.score_matrix(x, k, sigma=3.0, masks=masks, batch_size=4)  # 6 images: a padded batch.
   w = np.concatenate([denoise.extract_residual(x[:4].astype(np.float32), sigma=3.0),
@@ -230,7 +233,7 @@ def test_score_matrix_equals_ncc_eq2(photos):
 def test_per_image_metrics(photos):
   x = photos.natural
   k = photos.prnu[photos.natural_device]
-  anon = np.concatenate([baselines.to_uint8(baselines.wavelet_denoising(x[s], passes=2, sigma=10.0).image)
+  anon = np.concatenate([imaging.to_uint8(baselines.wavelet_denoising(x[s], passes=2, sigma=10.0).image)
                          for s in (slice(0, 4), slice(2, 6))])[[0, 1, 2, 3, 6, 7]]
   out = evaluation.per_image_metrics(x, anon, k, batch_size=4)
   assert set(out) == {"psnr", "ncc", "ncc_edges", "ncc_original", "ncc_edges_original", "edge_fraction"}
@@ -240,7 +243,7 @@ def test_per_image_metrics(photos):
   w = np.concatenate([denoise.extract_residual(anon[:4].astype(np.float32), sigma=3.0),
                       denoise.extract_residual(anon[2:].astype(np.float32), sigma=3.0)[2:]])
   np.testing.assert_allclose(out["ncc"], np.asarray(metrics.ncc_eq2(w, anon, k)), atol=1e-5)
-  masks = evaluation.edge_mask(x, batch_size=4)
+  masks = edges.edge_mask(x, batch_size=4)
   scores = evaluation.score_matrix(anon, photos.prnu, masks=masks, batch_size=4)
   cols = np.arange(6)
   np.testing.assert_allclose(out["ncc_edges"], scores["ncc_edges"][photos.natural_device, cols], atol=1e-5)
@@ -261,11 +264,11 @@ def test_plots_are_written(tmp_path):
             dict(method="dippas", config="B32 L10 τ40", auc=0.6, mean_psnr=40.1),
             dict(method="original", auc=0.99, mean_psnr=float("inf")),
             dict(method="inpainting", config="B3", auc=0.7, mean_psnr=31.0)]
-  evaluation.plot_auc_vs_psnr(points, tmp_path / "auc_psnr.png")
+  plotting.plot_auc_vs_psnr(points, tmp_path / "auc_psnr.png")
   anon, orig = _toy_scores()
   p = evaluation.attribution_protocol(anon, orig, IMAGE_DEVICES, DEVICES, variant="anonymized_negatives")
-  evaluation.plot_roc_curves({"toy": evaluation.roc_curves(p)["pooled"]}, tmp_path / "roc.png")
-  evaluation.plot_ncc_histograms({"original": rng.normal(0.05, 0.02, 50), "anonymized": rng.normal(0, 1e-3, 50)},
+  plotting.plot_roc_curves({"toy": evaluation.roc_curves(p)["pooled"]}, tmp_path / "roc.png")
+  plotting.plot_ncc_histograms({"original": rng.normal(0.05, 0.02, 50), "anonymized": rng.normal(0, 1e-3, 50)},
                                  tmp_path / "hist.png")
   for name in ("auc_psnr.png", "roc.png", "hist.png"):
     data = (tmp_path / name).read_bytes()

@@ -9,6 +9,7 @@ import pytest
 
 from dippas_jax import io
 from dippas_jax import synthetic
+from dippas_jax.apps import common
 
 
 def _run(module, *args, timeout=300):
@@ -55,7 +56,8 @@ def test_fingerprint_then_attribute(camera_dir, tmp_path):
   assert (tmp_path / "attr" / "roc.png").is_file() and (tmp_path / "attr" / "scores.csv").is_file()
 
 
-@pytest.mark.parametrize("case", ["empty", "small", "wrong_size", "stray"])
+@pytest.mark.parametrize("case", ["empty", "small", "wrong_size", "stray", "config_typo", "bad_variant",
+                                  "no_config_file", "negative_crop", "missing_flag_value", "bad_flag_value"])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(case, camera_dir, tmp_path):
   (tmp_path / "empty").mkdir()
   if case == "empty":
@@ -68,11 +70,48 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(case, camera_dir, tmp_path
     args, module, pattern = ([f"--fingerprints={tmp_path / 'synthetic_0.npy'}",
                               f"--images={camera_dir / 'natural'}", f"--workdir={tmp_path}",
                               "--config.crop=(64,64)"], "attribute", "fingerprint is 32×32 but the images are 64×64")
-  else:
+  elif case == "stray":
     args, module, pattern = [f"--images={camera_dir}", f"--workdir={tmp_path}", "typo"], "fingerprint", "typo"
+  elif case == "config_typo":
+    args, module, pattern = [f"--images={camera_dir}", f"--workdir={tmp_path}", "--config.tua=3"], "fingerprint", "tua"
+  elif case == "bad_variant":
+    args, module, pattern = ([f"--inputs={camera_dir}", f"--workdir={tmp_path}", "--blind",
+                              f"--config={common.config_path('anonymize')}:demoo"], "anonymize", "demoo")
+  elif case == "no_config_file":
+    args, module, pattern = ([f"--images={camera_dir}", f"--workdir={tmp_path}", "--config=nowhere.py"],
+                             "fingerprint", "nowhere.py")
+  elif case == "negative_crop":
+    args, module, pattern = ([f"--images={camera_dir / 'flat'}", f"--workdir={tmp_path}",
+                              "--config.crop=(-5,64)"], "fingerprint", "two positive sizes")
+  elif case == "missing_flag_value":
+    args, module, pattern = [f"--images={camera_dir}", "--workdir"], "fingerprint", "workdir"
+  else:
+    args, module, pattern = ([f"--images={camera_dir}", f"--workdir={tmp_path}", "--config.sigma=abc"],
+                             "fingerprint", "sigma")
   code, _, err = _run(module, *args)
-  assert code != 0
-  assert pattern in err and "Traceback" not in err, err
+  assert code == 2, (code, err)  # bad input: one line, exit code 2
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("error: ") and pattern in last and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("module", ["fingerprint", "attribute", "anonymize", "evaluate", "leakage", "demo"])
+def test_help_lists_the_command_flags_and_exits_0(module):
+  code, out, err = _run(module, "--help")
+  assert code == 0, err
+  flags_of = {"fingerprint": "--images", "attribute": "--fingerprints", "anonymize": "--inputs",
+              "evaluate": "--methods", "leakage": "--device", "demo": "--workdir"}
+  assert flags_of[module] in out and f"dippas-{module}" in out, out
+  assert "--config" in out and "--helpfull" in out
+
+
+def test_a_bug_shows_its_traceback_and_exit_code_3(tmp_path):
+  script = ("import sys; sys.argv = ['x']\n"
+            "from dippas_jax.apps import common\n"
+            "def job():\n  import numpy as np\n  np.zeros(2).reshape(3)\n"
+            "common.run(job, module='__main__')\n")
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 3, proc.stderr
+  assert "Traceback" in proc.stderr and "cannot reshape" in proc.stderr and "a bug" in proc.stderr
 
 
 def test_demo_prints_auc_one_and_writes_plot(tmp_path):

@@ -1,4 +1,4 @@
-"""The evaluation job (`experiments.evaluate_job`) and `dippas-evaluate` on a tiny synthetic camera on disk."""
+"""The evaluation job (`jobs.evaluate`) and `dippas-evaluate` on a tiny synthetic camera on disk."""
 
 import json
 import math
@@ -10,12 +10,15 @@ import sys
 import numpy as np
 import pytest
 
-from dippas_jax.prnu import attribution
-from dippas_jax.jobs import evaluate as experiments
-from dippas_jax.prnu import fingerprint
 from dippas_jax import io
 from dippas_jax import synthetic
 from dippas_jax.configs import evaluate as evaluate_config
+from dippas_jax.jobs import attribute as attribute_job
+from dippas_jax.jobs import evaluate as evaluate_job
+from dippas_jax.jobs import evaluate_methods
+from dippas_jax.prnu import attribution
+from dippas_jax.prnu import fingerprint
+from dippas_jax.prnu import metrics
 
 # Photos per device kept in the manifest: unequal, so that the protocol counts are not symmetric.
 _PER_DEVICE = (3, 2, 1)
@@ -67,7 +70,7 @@ def evaluated(camera, tmp_path_factory):
   import time
   workdir = tmp_path_factory.mktemp("eval")
   t0 = time.perf_counter()
-  summary = experiments.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
+  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
                                      workdir=str(workdir), config=_config(), methods=_BASELINES)
   return workdir, summary, time.perf_counter() - t0
 
@@ -76,7 +79,7 @@ def test_original_reproduces_the_attribution_auc(camera, evaluated):
   workdir, summary, _ = evaluated
   records = io.read_manifest(camera / "manifest.csv")
   images = io.load_images([r.path for r in records], crop=(64, 64))
-  ks = attribution.load_fingerprints(str(camera / "fp"), known_devices=sorted({r.device for r in records}),
+  ks = attribute_job.load_fingerprints(str(camera / "fp"), known_devices=sorted({r.device for r in records}),
                                      crop=(64, 64))
   ref = attribution.attribute(ks, images, [r.path.stem for r in records], [r.device for r in records], sigma=3.0)
   expected = ref.stats["ncc_eq2"]["auc"]
@@ -103,7 +106,7 @@ def test_psnr_equals_a_recomputation_from_the_saved_pngs(camera, evaluated):
     if row["method"] == "original":
       assert row["psnr"] == "inf" and psnr == math.inf
     else:
-      assert abs(float(row["psnr"]) - psnr) < 1e-9, row
+      assert abs(float(row["psnr"]) - psnr) < 1e-4, row  # float32 sum and log10: ~1e-6 relative
       assert 20.0 < psnr < 60.0
   # Mean PSNR of the summary = mean of the rows.
   for method, configs in summary["results"].items():
@@ -151,7 +154,7 @@ def test_rerun_reuses_outputs(camera, evaluated):
   assert len(pngs) == 24
   mtimes = {p: p.stat().st_mtime_ns for p in pngs}
   os.remove(pngs[0])  # One missing item is recomputed, the rest reused.
-  summary = experiments.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
+  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
                                      workdir=str(workdir), config=_config(), methods=_BASELINES)
   assert summary["work"] == {"items": 24, "computed": 1, "reused": 23}
   assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p != pngs[0])
@@ -166,7 +169,7 @@ def test_rerun_with_other_options_is_refused(camera, evaluated):
   config = _config()
   config.baselines.wavelet_denoising.sigma = 5.0  # Same folder name 'passes1', different images.
   with pytest.raises(io.InputError, match="other options"):
-    experiments.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
+    evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
                              workdir=str(workdir), config=config, methods=["wavelet_denoising"])
 
 
@@ -177,7 +180,7 @@ def test_dippas_one_optimization_serves_every_setting(camera, tmp_path):
                                      "kind": "natural"} for r in pick])
   config = _config(max_steps=20)
   config.dippas.dip.runner.chunk_size = 10
-  summary = experiments.evaluate_job(images=str(camera / "two.csv"), fingerprints=str(camera / "fp"),
+  summary = evaluate_job.evaluate_job(images=str(camera / "two.csv"), fingerprints=str(camera / "fp"),
                                      workdir=str(tmp_path), config=config, methods=["original", "dippas"])
   labels = sorted(summary["results"]["dippas"])
   assert labels == ["B16_L1_tau20", "B16_L5_tau20", "B64_L1_tau20", "B64_L5_tau20"]
@@ -190,10 +193,10 @@ def test_dippas_one_optimization_serves_every_setting(camera, tmp_path):
     saved = io.read_image(tmp_path / "images" / "dippas" / row["config"] / f"{row['image']}.png").astype(np.float64)
     original = io.read_image(next(r.path for r in pick if r.path.stem == row["image"])).astype(np.float64)
     psnr = 10.0 * math.log10(255.0 ** 2 / np.mean((saved - original) ** 2))
-    assert abs(float(row["psnr"]) - psnr) < 1e-9
+    assert abs(float(row["psnr"]) - psnr) < 1e-4
   options = json.loads((tmp_path / "images" / "dippas" / "B16_L1_tau20" / "options.json").read_text())
   assert options["setting"] == [16, 1, 20.0] and options["dippas"]["dip"]["max_steps"] == 20
-  again = experiments.evaluate_job(images=str(camera / "two.csv"), fingerprints=str(camera / "fp"),
+  again = evaluate_job.evaluate_job(images=str(camera / "two.csv"), fingerprints=str(camera / "fp"),
                                    workdir=str(tmp_path), config=config, methods=["original", "dippas"])
   assert again["work"] == {"items": 10, "computed": 0, "reused": 10}
   assert again["timings_s"]["dippas"] < 1.0
@@ -224,7 +227,7 @@ def test_skipped_photos_are_reported(camera, tmp_path):
   rows.append({"file": str(tmp_path / "broken_1.png"), "device": "synthetic_0", "kind": "natural"})
   rows.append({"file": rows[0]["file"], "device": "other_camera", "kind": "natural"})  # No fingerprint.
   io.write_csv(tmp_path / "manifest.csv", rows)
-  data = experiments.load_dataset(images=str(tmp_path / "manifest.csv"), fingerprints=str(camera / "fp"),
+  data = evaluate_methods.load_dataset(images=str(tmp_path / "manifest.csv"), fingerprints=str(camera / "fp"),
                                   crop=(64, 64))
   assert len(data.names) == 6 and len(data.skipped) == 2
   assert "broken_1.png" in data.skipped[0] and "other_camera" in data.skipped[1]
@@ -236,41 +239,41 @@ def test_folder_per_device_with_fingerprint_files(camera, tmp_path):
     (tmp_path / r.device).mkdir(exist_ok=True)
     (tmp_path / r.device / r.path.name).write_bytes(r.path.read_bytes())
     (tmp_path / r.device / "K.npz").write_bytes((camera / "fp" / f"{r.device}.npz").read_bytes())
-  data = experiments.load_dataset(images=str(tmp_path), fingerprints=None, crop=(32, 32))
+  data = evaluate_methods.load_dataset(images=str(tmp_path), fingerprints=None, crop=(32, 32))
   assert data.devices == ("synthetic_0", "synthetic_1", "synthetic_2")
   assert data.image_devices == ("synthetic_0",) * 3 + ("synthetic_1",) * 2 + ("synthetic_2",)
   assert data.images.shape == (6, 32, 32, 3) and data.fingerprints.shape == (3, 32, 32)
   with pytest.raises(io.InputError, match="no fingerprints"):
-    experiments.load_dataset(images=str(tmp_path / "synthetic_0" / "*.png"), fingerprints=None, crop=None)
+    evaluate_methods.load_dataset(images=str(tmp_path / "synthetic_0" / "*.png"), fingerprints=None, crop=None)
 
 
 # ------------------------------------------------------------------------------------------- configs, no compute
 def test_method_configs_and_ablations():
   config = evaluate_config.get_config("cpu")
-  mcs = experiments.method_configs(config)
+  mcs = evaluate_methods.method_configs(config)
   labels = [(m.method, m.label) for m in mcs]
   assert labels[:7] == [("original", "photo"), ("adaptive_prnu_removal", "default"),
                         ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
                         ("wavelet_denoising", "passes3"), ("inpainting", "block3"), ("inpainting", "block5")]
   dippas = [m for m in mcs if m.method == "dippas"]
-  assert len(dippas) == 3 * 2 * 2 and dippas[0].setting == (32, 1, 26.0) and dippas[-1].label == "B128_L10_tau29"
+  assert len(dippas) == 3 * 2 * 2 and dippas[0].setting == (32, 1, 37.0) and dippas[-1].label == "B128_L10_tau38"
   assert mcs[3].options == {"crop": (128, 128), "passes": 1, "sigma": 3.0}
 
   assert evaluate_config.get_config("paper").crop == (512, 512)
   ablation = evaluate_config.get_config("cpu,ablation=block_size")
   assert ablation.methods == ("original", "dippas") and ablation.dippas.sweep.block_sizes == (32, 64, 128)
-  assert len(experiments.method_configs(ablation)) == 1 + 3
+  assert len(evaluate_methods.method_configs(ablation)) == 1 + 3
   assert evaluate_config.get_config("ablation=num_blocks").dippas.sweep.num_blocks == (1, 5, 10, 25, 50, 100)
   assert evaluate_config.get_config("ablation=tau").dippas.sweep.taus == (37.0, 38.0, 39.0, 40.0)
   inj = evaluate_config.get_config("tiny,ablation=injection")
   assert inj.methods == ("original", "dippas", "dippas_injection_none", "dippas_injection_legacy")
-  assert experiments.dippas_config(inj, "dippas_injection_legacy").dip.injection == "legacy_transposed"
-  assert experiments.dippas_config(inj, "dippas_blind").mode == "blind"
-  assert experiments.dippas_config(inj, "dippas").mode == "aware"
+  assert evaluate_methods.dippas_config(inj, "dippas_injection_legacy").dip.injection == "legacy_transposed"
+  assert evaluate_methods.dippas_config(inj, "dippas_blind").mode == "blind"
+  assert evaluate_methods.dippas_config(inj, "dippas").mode == "aware"
   opt = evaluate_config.get_config("cpu,ablation=optimizer")
-  assert experiments.dippas_config(opt, "dippas_sgd").dip.optimizer.name == "sgd"
-  assert experiments.dippas_config(opt, "dippas").dip.optimizer.name == "amsgrad_torch"
-  assert experiments.dippas_config(opt, "dippas").crop == (128, 128)
+  assert evaluate_methods.dippas_config(opt, "dippas_sgd").dip.optimizer.name == "sgd"
+  assert evaluate_methods.dippas_config(opt, "dippas").dip.optimizer.name == "amsgrad_torch"
+  assert evaluate_methods.dippas_config(opt, "dippas").crop == (128, 128)
   for bad in ("gpu", "cpu,ablation=nothing", "cpu,foo=bar"):
     with pytest.raises(ValueError):
       evaluate_config.get_config(bad)
@@ -279,21 +282,30 @@ def test_method_configs_and_ablations():
 def test_invalid_methods_and_sizes_fail_before_work():
   config = evaluate_config.get_config("tiny")
   with pytest.raises(ValueError, match="Unknown method"):
-    experiments.method_configs(config, ["original", "dipas"])
+    evaluate_methods.method_configs(config, ["original", "dipas"])
   config.dippas.sweep.block_sizes = (24,)
   with pytest.raises(ValueError, match="does not divide"):
-    experiments.method_configs(config, ["dippas"])
+    evaluate_methods.method_configs(config, ["dippas"])
   config = evaluate_config.get_config("tiny")
   config.baselines.inpainting.block = ()
   with pytest.raises(ValueError, match="empty sweep"):
-    experiments.method_configs(config, ["inpainting"])
+    evaluate_methods.method_configs(config, ["inpainting"])
 
 
 def test_json_safe_and_psnr():
-  out = experiments.json_safe({"a": float("inf"), "b": [np.float32(np.nan), -np.inf], "c": np.arange(2),
-                               "d": (1, 2.5)})
+  out = io.json_safe({"a": float("inf"), "b": [np.float32(np.nan), -np.inf], "c": np.arange(2), "d": (1, 2.5)})
   assert out == {"a": "inf", "b": [None, "-inf"], "c": [0, 1], "d": [1, 2.5]}
   a = np.zeros((2, 4, 4, 3), np.uint8)
   b = a.copy()
   b[1, 0, 0, 0] = 255  # MSE = 255² / 48 → PSNR = 10·log10(48).
-  np.testing.assert_allclose(experiments.psnr_u8(a, b), [np.inf, 10 * np.log10(48.0)], rtol=0, atol=1e-12)
+  np.testing.assert_allclose(metrics.psnr(a, b), [np.inf, 10 * np.log10(48.0)], rtol=1e-6)
+
+
+def test_variant_overrides_are_config_fields():
+  config = evaluate_config.get_config("tiny,ablation=rank_key")
+  assert evaluate_methods.dippas_config(config, "dippas_abs").rank_key == "abs"
+  config = evaluate_config.get_config("tiny")
+  config.dippas_variants.unlock()
+  config.dippas_variants.dippas_typo = "dip.injektion=none"
+  with pytest.raises(ValueError, match="dippas_typo.*injektion"):
+    evaluate_methods.dippas_config(config, "dippas_typo")

@@ -9,7 +9,7 @@ import pytest
 from scipy import optimize
 from scipy.ndimage import uniform_filter
 
-from dippas_jax.leakage import analysis as lk
+from dippas_jax import leakage as lk
 from dippas_jax.leakage import report as leakage_report
 from dippas_jax import synthetic
 

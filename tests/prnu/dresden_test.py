@@ -12,7 +12,8 @@ import pytest
 from dippas_jax.prnu import fingerprint
 from dippas_jax import io
 from dippas_jax.prnu import metrics
-from dippas_jax.jobs import pipeline
+from dippas_jax.jobs import attribute as attribute_job
+from dippas_jax.jobs import fingerprint as fingerprint_job
 from dippas_jax.configs import prnu as prnu_config
 
 DEVICES = ("Nikon_D200_0", "Nikon_D200_1", "Nikon_D70_0", "Nikon_D70_1", "Nikon_D70s_0", "Nikon_D70s_1")
@@ -21,9 +22,9 @@ DEVICES = ("Nikon_D200_0", "Nikon_D200_1", "Nikon_D70_0", "Nikon_D70_1", "Nikon_
 @pytest.fixture(scope="module")
 def fingerprint_dir(dresden_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("fp")
-  written = pipeline.fingerprint_job(images=str(dresden_dir / "manifest.csv"), workdir=str(out),
-                                     config=prnu_config.get_config("reference"))
-  assert sorted(written) == list(DEVICES)
+  summary = fingerprint_job.fingerprint_job(images=str(dresden_dir / "manifest.csv"), workdir=str(out),
+                                            config=prnu_config.get_config("reference"))
+  assert sorted(summary["written"]) == list(DEVICES) and not summary["skipped"]
   return out
 
 
@@ -47,8 +48,8 @@ def test_sigma3_fingerprint_equals_reference(dresden_dir, reference_dir):
 
 
 def test_attribution_reproduces_reference_aucs(fingerprint_dir, dresden_dir, reference_dir, tmp_path):
-  summary = pipeline.attribute_job(fingerprints=str(fingerprint_dir), images=str(dresden_dir / "manifest.csv"),
-                                   workdir=str(tmp_path), config=prnu_config.get_config("reference"))
+  summary = attribute_job.attribute_job(fingerprints=str(fingerprint_dir), images=str(dresden_dir / "manifest.csv"),
+                                        workdir=str(tmp_path), config=prnu_config.get_config("reference"))
   expected = json.loads((reference_dir / "results.json").read_text())["auc"]
   assert summary["num_images"] == 16 and summary["num_positive_pairs"] == 16 and not summary["skipped"]
   for name in ("cc", "ncc", "pce"):

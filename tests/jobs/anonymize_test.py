@@ -1,0 +1,196 @@
+"""`dippas-anonymize` as a user runs it: output names, resume rules, the quality target, bad input, kill -9."""
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from dippas_jax import io
+from dippas_jax import synthetic
+from dippas_jax.configs import anonymize as anonymize_config
+from dippas_jax.jobs import anonymize as anonymize_job
+from dippas_jax.jobs import common
+from dippas_jax.prnu import metrics
+
+
+def _config(**fields):
+  """The tiny DIP for 64² crops, 20 iterations, two photos per batch (one compiled runner for the module)."""
+  config = anonymize_config.get_config("tiny")
+  config.dip.max_steps = 20
+  config.dip.runner.chunk_size = 10
+  config.batch_size = 2
+  config.trace_every = 5
+  config.tau = 12.0  # reached within 20 iterations of the tiny net
+  for key, value in fields.items():
+    anonymize_config.arguments.set_field(config, key, value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+  """a/IMG_0001.jpg, b/IMG_0001.jpg (same name, other photo), b/IMG_0002.png, c/grey.png (grey), 80×96; k.npy."""
+  root = tmp_path_factory.mktemp("photos")
+  data = synthetic.make_dataset(seed=1, num_devices=1, num_flatfield=0, num_natural=4, height=80, width=96)
+  exif = Image.Exif()
+  exif[0x010F] = "SyntheticCam"  # Make: the output must not carry it.
+  (root / "a").mkdir()
+  (root / "b").mkdir()
+  (root / "c").mkdir()
+  Image.fromarray(data.natural[0]).save(root / "a" / "IMG_0001.jpg", quality=95, exif=exif)
+  Image.fromarray(data.natural[1]).save(root / "b" / "IMG_0001.jpg", quality=95, exif=exif)
+  io.write_png(root / "b" / "IMG_0002.png", data.natural[2])
+  io.write_png(root / "c" / "grey.png", data.natural[3][..., 1])
+  np.save(root.parent / "k.npy", data.prnu[0])
+  return root
+
+
+def _run_job(inputs, workdir, config=None, **kwargs):
+  fingerprint = str(pathlib.Path(str(inputs).split(",")[0].split("*")[0]).parents[0] / "k.npy")
+  return anonymize_job.anonymize_job(inputs=str(inputs), workdir=str(workdir), config=config or _config(),
+                                     fingerprint=kwargs.pop("fingerprint", fingerprint), **kwargs)
+
+
+def _all(photos) -> str:
+  return f"{photos}/**/*"
+
+
+@pytest.fixture(scope="module")
+def first_run(photos, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("out")
+  summary = _run_job(_all(photos), workdir, fingerprint=str(photos.parent / "k.npy"))
+  return workdir, summary, {p.relative_to(workdir): p.read_bytes() for p in workdir.rglob("anonymized.png")}
+
+
+def test_same_file_names_in_two_folders_get_two_results(photos, first_run):
+  workdir, summary, pngs = first_run
+  assert sorted(str(p.parent) for p in pngs) == ["a/IMG_0001_jpg", "b/IMG_0001_jpg", "b/IMG_0002_png",
+                                                 "c/grey_png"]
+  assert summary["anonymized"] == 4 and summary["photos"] == 4 and not summary["skipped"]
+  first = io.read_image(workdir / "a/IMG_0001_jpg/anonymized.png")
+  second = io.read_image(workdir / "b/IMG_0001_jpg/anonymized.png")
+  assert not np.array_equal(first, second)  # two photos, two results: nothing overwritten
+  for name, source in (("a/IMG_0001_jpg", "a/IMG_0001.jpg"), ("b/IMG_0002_png", "b/IMG_0002.png")):
+    report = json.loads((workdir / name / "report.json").read_text())
+    original = io.center_crop(io.read_image(photos / source), 64, 64)
+    saved = io.read_image(workdir / name / "anonymized.png")
+    assert abs(report["psnr"] - float(metrics.psnr(saved, original))) < 1e-6
+    assert report["source_sha256"] == common.file_sha256(photos / source)
+    assert report["iterations"] == 20 and report["quality_target_met"] and report["candidates_above_tau"] > 0
+    history = [json.loads(line) for line in (workdir / name / "history.jsonl").read_text().splitlines()]
+    assert [h["iteration"] for h in history] == list(range(20)) and history[5]["ncc"] is not None
+  with Image.open(workdir / "a/IMG_0001_jpg/anonymized.png") as im:
+    assert im.mode == "RGB" and im.info == {} and dict(im.getexif()) == {}
+  assert b"SyntheticCam" not in (workdir / "a/IMG_0001_jpg/anonymized.png").read_bytes()
+
+
+def test_a_grey_photo_stays_grey(first_run):
+  workdir, _, _ = first_run
+  with Image.open(workdir / "c/grey_png/anonymized.png") as im:
+    assert im.mode == "L" and im.size == (64, 64)
+  assert json.loads((workdir / "c/grey_png/report.json").read_text())["grey"]
+
+
+def test_resume_computes_exactly_what_an_uninterrupted_run_did(photos, first_run, tmp_path):
+  """Batches are cut from the full sorted list: with a photo of the first batch and the whole second batch
+  missing, a rerun recomputes them in the same batches, bit for bit."""
+  workdir, _, pngs = first_run
+  resumed = tmp_path / "resumed"
+  for rel, data in pngs.items():  # a copy of the finished run, then two photos lost
+    for name in ("anonymized.png", "report.json", "history.jsonl"):
+      target = resumed / rel.parent / name
+      target.parent.mkdir(parents=True, exist_ok=True)
+      target.write_bytes((workdir / rel.parent / name).read_bytes())
+  for lost in ("b/IMG_0001_jpg", "c/grey_png"):  # batch 1 = a/IMG_0001, b/IMG_0001; batch 2 = b/IMG_0002, c/grey
+    for f in (resumed / lost).iterdir():
+      f.unlink()
+  summary = _run_job(_all(photos), resumed, fingerprint=str(photos.parent / "k.npy"))
+  assert summary["done_before"] == 2 and summary["anonymized"] == 2
+  for rel, data in pngs.items():
+    assert (resumed / rel).read_bytes() == data, rel
+
+
+def test_changed_settings_or_source_are_recomputed_not_reported_done(photos, first_run, tmp_path, capsys):
+  workdir, _, _ = first_run
+  report = json.loads((workdir / "a/IMG_0001_jpg/report.json").read_text())
+  status = anonymize_job.photo_status(workdir / "a/IMG_0001_jpg", source_sha=report["source_sha256"],
+                                      settings_sha=report["settings_sha256"])
+  assert status == "done"
+  assert anonymize_job.photo_status(workdir / "a/IMG_0001_jpg", source_sha="other",
+                                    settings_sha=report["settings_sha256"]) == "stale"
+  assert anonymize_job.photo_status(tmp_path, source_sha="x", settings_sha="y") == "new"
+  digest = lambda config: anonymize_job.settings_digest(config, seed=0, fingerprint_sha="k", eval_sha=None)  # noqa
+  assert digest(_config()) == digest(_config(batch_size=1))  # batching does not change a photo's result
+  assert digest(_config()) != digest(_config(tau=13.0))
+  one = tmp_path / "one"
+  one.mkdir()
+  (one / "x.png").write_bytes((photos / "b" / "IMG_0002.png").read_bytes())
+  k = str(photos.parent / "k.npy")
+  _run_job(one, tmp_path / "w", fingerprint=k)
+  summary = _run_job(one, tmp_path / "w", _config(tau=13.0), fingerprint=k)  # another τ: the stored result is stale
+  assert summary["recomputed"] == 1 and summary["done_before"] == 0
+  assert json.loads((tmp_path / "w/x_png/report.json").read_text())["primary_setting"]["tau"] == 13.0
+  assert "recomputing" in capsys.readouterr().out
+
+
+def test_missing_the_quality_target_is_reported(photos, tmp_path, capsys):
+  single = f"{photos / 'b' / 'IMG_0002.png'}"
+  summary = _run_job(single, tmp_path, _config(tau=60.0), fingerprint=str(photos.parent / "k.npy"))  # no candidate can reach 60 dB
+  assert summary["below_target"] == ["IMG_0002_png"] and common.exit_code(summary) == 1
+  report = json.loads((tmp_path / "IMG_0002_png" / "report.json").read_text())
+  assert not report["quality_target_met"] and report["candidates_above_tau"] == 0
+  assert "below the quality target" in capsys.readouterr().err
+
+
+def test_bad_input_is_an_input_error(photos, tmp_path):
+  with pytest.raises(io.InputError, match="missing.jpg: no such file"):
+    _run_job(f"{photos / 'a' / 'IMG_0001.jpg'},{photos / 'missing.jpg'}", tmp_path,
+             fingerprint=str(photos.parent / "k.npy"))
+  with pytest.raises(io.InputError, match="--blind uses each photo's own residual"):
+    anonymize_job.anonymize_job(inputs=_all(photos), workdir=str(tmp_path), config=_config(mode="blind"),
+                                fingerprint=str(photos.parent / "nothing.npy"))
+  np.save(tmp_path / "small.npy", np.zeros((32, 32), np.float32))
+  summary = anonymize_job.anonymize_job(inputs=str(photos / "a"), workdir=str(tmp_path / "w"), config=_config(),
+                                        fingerprint=str(tmp_path / "small.npy"))
+  assert len(summary["skipped"]) == 1 and "IMG_0001.jpg: the fingerprint is 32×32" in summary["skipped"][0]
+  with pytest.raises(io.InputError, match="multiples of 4"):
+    _run_job(_all(photos), tmp_path, _config(crop=(42, 42)), fingerprint=str(photos.parent / "k.npy"))
+
+
+def _command(*args):
+  return subprocess.Popen([sys.executable, "-m", "dippas_jax.apps.anonymize", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def test_command_kill_and_resume(photos, tmp_path):
+  (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+  work = tmp_path / "out"
+  args = [f"--inputs={photos / 'a'},{photos / 'b'},{photos / 'broken.jpg'}", f"--fingerprint={photos.parent / 'k.npy'}",
+          f"--workdir={work}", f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=20",
+          "--config.batch_size=1", "--config.tau=12"]
+  try:
+    proc = _command(*args)
+    deadline = time.time() + 240
+    while not (work / "a/IMG_0001_jpg/report.json").exists() and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # Killed mid-run: the first photo done, the others not.
+    proc.wait()
+    (work / "b/IMG_0001_jpg").mkdir(parents=True, exist_ok=True)
+    (work / "b/IMG_0001_jpg/.anonymized.png.999.partial").write_bytes(b"")  # what a kill -9 mid-write leaves
+    first = (work / "a/IMG_0001_jpg/report.json").stat().st_mtime_ns
+    proc = _command(*args)
+    out, err = proc.communicate(timeout=300)
+  finally:
+    (photos / "broken.jpg").unlink()
+  assert proc.returncode == 1, err  # broken.jpg is reported and skipped; the others are done.
+  assert "broken.jpg" in err and "Traceback" not in err and "UserWarning" not in err
+  assert "4 photos in 4 batches" in out and "already done 1" in out
+  assert (work / "a/IMG_0001_jpg/report.json").stat().st_mtime_ns == first  # Not recomputed.
+  assert not list(work.rglob("*.partial")), "temporary files left behind"
+  summary = json.loads((work / "summary.json").read_text())
+  assert summary["anonymized"] == 2 and summary["done_before"] == 1 and len(summary["skipped"]) == 1
