@@ -13,7 +13,6 @@ from absl import flags
 
 from dippas_jax.apps import common
 from dippas_jax.jobs import anonymize as anonymize_job
-from dippas_jax.jobs import common as job_common
 
 _CONFIG = common.define_config("config", common.config_path("anonymize"), "Anonymization config.")
 _INPUTS = flags.DEFINE_string("inputs", None, "Photo, folder, glob, comma list or manifest.csv.", required=True)
@@ -29,14 +28,12 @@ def _job():
   config = _CONFIG.value
   if _BLIND.value:
     config.mode = "blind"
-  summary = anonymize_job.anonymize_job(inputs=_INPUTS.value, workdir=_WORKDIR.value, config=config,
-                                        fingerprint=_FINGERPRINT.value, eval_fingerprint=_EVAL_FINGERPRINT.value,
-                                        seed=_SEED.value)
-  return job_common.exit_code(summary)
+  return anonymize_job.anonymize_job(inputs=_INPUTS.value, workdir=_WORKDIR.value, config=config,
+                                     fingerprint=_FINGERPRINT.value, eval_fingerprint=_EVAL_FINGERPRINT.value,
+                                     seed=_SEED.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG])
+run = common.command(_job, __name__, [_CONFIG])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from absl import flags
 
 from dippas_jax.apps import common
 from dippas_jax.jobs import attribute as attribute_job
-from dippas_jax.jobs import common as job_common
 
 _CONFIG = common.define_config("config", common.config_path("prnu"), "PRNU config.")
 _FINGERPRINTS = flags.DEFINE_string("fingerprints", None, "Folder, glob or comma list of .npz/.npy/.mat "
@@ -20,13 +19,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
 
 
 def _job():
-  summary = attribute_job.attribute_job(fingerprints=_FINGERPRINTS.value, images=_IMAGES.value,
-                                        workdir=_WORKDIR.value, config=_CONFIG.value)
-  return job_common.exit_code(summary)
+  return attribute_job.attribute_job(fingerprints=_FINGERPRINTS.value, images=_IMAGES.value,
+                                     workdir=_WORKDIR.value, config=_CONFIG.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG])
+run = common.command(_job, __name__, [_CONFIG])
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from dippas_jax import io
+from dippas_jax.jobs import common as job_common
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_BUG = 0, 1, 2, 3
 _HELP = ("--help", "-help", "-h", "--helpshort", "-?")
@@ -92,9 +93,14 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
   return f"warning: {message}\n"
 
 
-def run(job: Callable[[], int | None], *, module: str, configs: Sequence = ()) -> None:
+def command(job: Callable[[], dict | None], module: str, configs: Sequence = ()) -> Callable[[], None]:
+  """The console-script entry point of a command whose job returns its summary (see `run`)."""
+  return lambda: run(job, module=module, configs=configs)
+
+
+def run(job: Callable[[], dict | None], *, module: str, configs: Sequence = ()) -> None:
   """Runs a command: --help/--helpfull (exit 0), flags (bad flag: exit 2), the configs loaded (bad config: exit
-  2), then `job()`, whose return value is the exit code (None = 0); see the module docstring for the policy."""
+  2), then `job()`; its summary gives the exit code (`jobs.common.exit_code`); see the module docstring."""
   if any(a in _HELP or a == "--helpfull" for a in sys.argv[1:]):
     _print_help(module, full="--helpfull" in sys.argv[1:])
     sys.exit(EXIT_OK)
@@ -112,7 +118,7 @@ def run(job: Callable[[], int | None], *, module: str, configs: Sequence = ()) -
       fail(f"cannot load the config: {[line for line in str(e).splitlines() if line.strip()][-1].strip()}")
     _use_compilation_cache()
     try:
-      code = job()
+      summary = job()
     except io.InputError as e:
       fail(str(e))
     except KeyboardInterrupt:
@@ -120,6 +126,6 @@ def run(job: Callable[[], int | None], *, module: str, configs: Sequence = ()) -
     except Exception:  # pylint: disable=broad-except
       traceback.print_exc()
       fail("unexpected failure (a bug, not your input): please report it with the traceback above", EXIT_BUG)
-    sys.exit(code or EXIT_OK)
+    sys.exit(job_common.exit_code(summary or {}))
 
   app.run(main, flags_parser=_parse_flags)

@@ -19,12 +19,11 @@ _SKIP_ANONYMIZE = flags.DEFINE_boolean("skip_anonymize", False, "Only the finger
 
 
 def _job():
-  demo_job.demo_job(workdir=_WORKDIR.value, config=_CONFIG.value, size=_SIZE.value, seed=_SEED.value,
+  return demo_job.demo_job(workdir=_WORKDIR.value, config=_CONFIG.value, size=_SIZE.value, seed=_SEED.value,
                     anonymize_config=None if _SKIP_ANONYMIZE.value else _ANONYMIZE.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG, _ANONYMIZE])
+run = common.command(_job, __name__, [_CONFIG, _ANONYMIZE])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ were skipped (listed); 2: bad input.
 from absl import flags
 
 from dippas_jax.apps import common
-from dippas_jax.jobs import common as job_common
 from dippas_jax.jobs import evaluate as evaluate_job
 
 _CONFIG = common.define_config("config", common.config_path("evaluate"), "Evaluation config.")
@@ -32,14 +31,12 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the DIP random streams.")
 
 
 def _job():
-  summary = evaluate_job.evaluate_job(images=_IMAGES.value, fingerprints=_FINGERPRINTS.value,
-                                      workdir=_WORKDIR.value, config=_CONFIG.value, methods=_METHODS.value,
-                                      seed=_SEED.value)
-  return job_common.exit_code(summary)
+  return evaluate_job.evaluate_job(images=_IMAGES.value, fingerprints=_FINGERPRINTS.value,
+                                   workdir=_WORKDIR.value, config=_CONFIG.value, methods=_METHODS.value,
+                                   seed=_SEED.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG])
+run = common.command(_job, __name__, [_CONFIG])
 
 
 if __name__ == "__main__":

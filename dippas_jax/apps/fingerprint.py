@@ -9,7 +9,6 @@ Exit code 0: all done; 1: some flat-fields skipped (listed); 2: bad input.
 from absl import flags
 
 from dippas_jax.apps import common
-from dippas_jax.jobs import common as job_common
 from dippas_jax.jobs import fingerprint as fingerprint_job
 
 _CONFIG = common.define_config("config", common.config_path("prnu"), "PRNU config.")
@@ -20,13 +19,11 @@ _DEVICE = flags.DEFINE_string("device", None, "Only this manifest device, or the
 
 
 def _job():
-  summary = fingerprint_job.fingerprint_job(images=_IMAGES.value, workdir=_WORKDIR.value, config=_CONFIG.value,
-                                            device=_DEVICE.value)
-  return job_common.exit_code(summary)
+  return fingerprint_job.fingerprint_job(images=_IMAGES.value, workdir=_WORKDIR.value, config=_CONFIG.value,
+                                         device=_DEVICE.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG])
+run = common.command(_job, __name__, [_CONFIG])
 
 
 if __name__ == "__main__":

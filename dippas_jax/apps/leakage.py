@@ -18,11 +18,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
 
 
 def _job():
-  leakage_job.leakage_job(images=_IMAGES.value, device=_DEVICE.value, workdir=_WORKDIR.value, config=_CONFIG.value)
+  return leakage_job.leakage_job(images=_IMAGES.value, device=_DEVICE.value, workdir=_WORKDIR.value, config=_CONFIG.value)
 
 
-def run():
-  common.run(_job, module=__name__, configs=[_CONFIG])
+run = common.command(_job, __name__, [_CONFIG])
 
 
 if __name__ == "__main__":

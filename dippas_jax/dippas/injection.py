@@ -85,11 +85,6 @@ class InjectedUNet(nn.Module):
     return x_hat, y
 
 
-def get_gamma(params: Any) -> jax.Array:
-  """γ from the params of an `InjectedUNet`."""
-  return params["injection"]["gamma"]
-
-
 def project_gamma(params: Any) -> Any:
   """The projection applied after every update: γ <- max(γ, 0). Pure; returns new params."""
   injection = dict(params["injection"])

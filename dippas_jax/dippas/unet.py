@@ -68,7 +68,17 @@ def _torch_uniform(fan_in: int):
   return init
 
 
-class Conv(nn.Module):
+class _ConvFields(nn.Module):
+  """The fields of a convolution layer (shared by `Conv` and `ConvBNAct`)."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  init_scheme: str = "pytorch"
+  precision: Precision = "highest"
+  conv_impl: str = "xla"
+
+
+class Conv(_ConvFields):
   """A k×k convolution with bias and zero padding (k - 1) // 2 on each side (PyTorch `Conv2d(pad=(k-1)//2)`).
 
   With stride 2 and even input sizes the output is input/2 and samples input rows 2o-1, 2o, 2o+1, as in
@@ -77,12 +87,6 @@ class Conv(nn.Module):
   Called with x=None (and `in_features`) it only creates/returns (kernel, bias): the first MultiRes block uses this
   to hand its kernels to a network-input provider (see `MultiResBlock`).
   """
-  features: int
-  kernel_size: int = 3
-  stride: int = 1
-  init_scheme: str = "pytorch"
-  precision: Precision = "highest"
-  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array | None, *, in_features: int | None = None):
@@ -130,19 +134,13 @@ class BatchNorm(nn.Module):
     return y
 
 
-class ConvBNAct(nn.Module):
+class ConvBNAct(_ConvFields):
   """conv(k, stride) -> BatchNorm -> LeakyReLU (the reference's `conv_bn_act`).
 
   `__call__(x)` runs all three. `__call__(None, in_features=C)` only returns the conv kernel;
   `__call__(None, in_features=C, conv_out=y)` continues from a conv output y computed elsewhere (bias not added).
   """
-  features: int
-  kernel_size: int = 3
-  stride: int = 1
   negative_slope: float = 0.2
-  init_scheme: str = "pytorch"
-  precision: Precision = "highest"
-  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array | None, *, in_features: int | None = None,

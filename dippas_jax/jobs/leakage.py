@@ -10,7 +10,7 @@ import numpy as np
 from dippas_jax import io
 from dippas_jax.jobs import common
 from dippas_jax import leakage
-from dippas_jax.leakage import report as leakage_report
+from dippas_jax.jobs import leakage_report
 
 
 def _read_group(records, crop) -> np.ndarray:

@@ -94,11 +94,6 @@ def _gather_runs(x: jax.Array, index: np.ndarray, axis: int) -> jax.Array:
   return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=axis)
 
 
-def _symmetric_pad(x: jax.Array, axis: int, left: int, right: int) -> jax.Array:
-  """Half-sample symmetric extension of `x` along `axis` by (left, right) samples, with repeated reflection."""
-  return _gather_runs(x, _symmetric_index(x.shape[axis], left, right), axis)
-
-
 def _dwt1(x: jax.Array, axis: int, wavelet: str) -> jax.Array:
   """One 1-D analysis step along `axis`: approximation and detail stacked on a new leading axis.
 

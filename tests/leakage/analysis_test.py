@@ -10,7 +10,7 @@ from scipy import optimize
 from scipy.ndimage import uniform_filter
 
 from dippas_jax import leakage as lk
-from dippas_jax.leakage import report as leakage_report
+from dippas_jax.jobs import leakage_report
 from dippas_jax import synthetic
 
 SIZE = 64
