@@ -57,6 +57,8 @@ _BASE_FIELDS = {
             "dippas.sweep.num_blocks": (1, 10), "dippas.sweep.taus": (37.0, 38.0)},
     "tiny": {"crop": (64, 64), "batch_size": 4, "baselines.wavelet_denoising.passes": (1,),
              "baselines.inpainting.block": (3,), "baselines.inpainting.iterations": 4,
+             "baselines.inpainting.edge_restoration": (True,), "baselines.inpainting.denoiser": "wavelet",
+             "baselines.patch_desync.window": 6,
              "baselines.adaptive_prnu_removal.iterations": 6, "baselines.fingerprint_subtraction.iterations": 6,
              "dippas.dip.max_steps": 40, "dippas.dip.runner.chunk_size": 20, "dippas.batch_size": 2,
              "dippas.num_blocks": 5, "dippas.tau": 20.0, "dippas.sweep.block_sizes": (16, 64),
@@ -90,8 +92,15 @@ def _baselines() -> config_dict.ConfigDict:
   # Repeated wavelet denoising (PRNU-blind): number of passes (swept), denoiser σ in grey levels.
   b.wavelet_denoising = config_dict.ConfigDict({"passes": (1, 3), "sigma": 3.0})
   # Mandelli et al. inpainting, L2 variant (PRNU-blind): hole size B of the pixel-selector lattice (swept),
-  # finite-difference lag of the least-squares fill, conjugate-gradient iterations per selector.
-  b.inpainting = config_dict.ConfigDict({"block": (3, 5), "lag": 3, "iterations": 16})
+  # finite-difference lag of the least-squares fill, conjugate-gradient iterations per selector, the edge
+  # restoration of the published pipeline (swept: with, and without as an ablation), its denoiser ('auto' =
+  # BM3D where the optional `bm3d` package is installed, else 'wavelet') and that denoiser's σ (grey levels).
+  b.inpainting = config_dict.ConfigDict({"block": (3, 5), "lag": 3, "iterations": 16,
+                                         "edge_restoration": (True, False), "denoiser": "auto",
+                                         "denoiser_sigma": 7.0})
+  # Entrieri & Kirchner patch-based desynchronization (PRNU-blind): patch side, search radius and the exclusion
+  # radius around each patch (pixels).
+  b.patch_desync = config_dict.ConfigDict({"patch": 7, "window": 12, "exclusion": 3})
   return b
 
 
@@ -132,7 +141,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Methods evaluated, in order: 'original', baseline names (dippas_jax.evaluation.baselines.BASELINES),
   # 'dippas' and keys of `dippas_variants`. The command's --methods overrides this list.
   config.methods = ("original", "adaptive_prnu_removal", "fingerprint_subtraction", "wavelet_denoising",
-                    "inpainting", "dippas")
+                    "inpainting", "patch_desync", "dippas")
   # Centre crop (rows, cols) of every photo and fingerprint (DIPPAS needs multiples of 16 with the paper's net).
   config.crop = (512, 512)
   # Residual denoiser σ (grey levels) of every NCC of the evaluation (Eq. 2; DIPPAS uses 3).

@@ -109,8 +109,10 @@ def _produce_original(data: evaluate_methods.Dataset, mc: evaluate_methods.Metho
     work.done(1)
 
 
-def _produce_baseline(data: evaluate_methods.Dataset, mc: evaluate_methods.MethodConfig, folder: pathlib.Path, work: _Work, *,
-                      k_per_image: np.ndarray, batch_size: int) -> None:
+def _produce_baseline(data: evaluate_methods.Dataset, mc: evaluate_methods.MethodConfig, folder: pathlib.Path,
+                      work: _Work, *, k_per_image: np.ndarray, batch_size: int) -> None:
+  """The baseline's PNGs of the photos not done yet; what the baseline reports as text (e.g. the inpainting
+  method's edge denoiser) goes to `<folder>/run.json`."""
   shape = data.images.shape[1:]
   todo = []
   for n, name in enumerate(data.names):
@@ -131,6 +133,9 @@ def _produce_baseline(data: evaluate_methods.Dataset, mc: evaluate_methods.Metho
     for i, n in enumerate(idx):
       io.write_png(folder / f"{data.names[n]}.png", out[i])
     work.done(len(idx))
+    text = {k: v for k, v in result._asdict().items() if isinstance(v, str)}
+    if text:
+      io.write_json(folder / "run.json", text)
 
 
 def _produce_dippas(data: evaluate_methods.Dataset, method: str, mcs: list[evaluate_methods.MethodConfig],

@@ -156,10 +156,11 @@ def _check_methods(config, methods: Sequence[str]) -> tuple[str, ...]:
   return methods
 
 
-def _format_value(v) -> str:
-  if isinstance(v, float):
-    return f"{v:g}"
-  return str(v)
+def _label(key: str, v) -> str:
+  """Folder-name part of a swept option: 'passes3', 'sigma2.5'; booleans as 'edge_restoration' / 'no_…'."""
+  if isinstance(v, bool):
+    return key if v else f"no_{key}"
+  return f"{key}{v:g}" if isinstance(v, float) else f"{key}{v}"
 
 
 def is_dippas(method: str) -> bool:
@@ -219,7 +220,7 @@ def method_configs(config, methods: Sequence[str] | None = None, *, seed: int = 
           raise ValueError(f"config.baselines.{method}.{k} is an empty sweep; give at least one value")
       for values in itertools.product(*(opts[k] for k in swept)):
         point = {**opts, **dict(zip(swept, values))}
-        label = "_".join(f"{k}{_format_value(v)}" for k, v in zip(swept, values)) or "default"
+        label = "_".join(_label(k, v) for k, v in zip(swept, values)) or "default"
         out.append(MethodConfig(method, label, {"crop": crop, **point}))
     else:
       dcfg = dippas_config(config, method)

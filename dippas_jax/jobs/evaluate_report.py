@@ -107,6 +107,14 @@ def plots(workdir: pathlib.Path, results: dict, curves: dict, ncc: dict, title: 
   return written
 
 
+def _run_record(folder: pathlib.Path) -> dict | None:
+  """What a baseline reported about its run (`run.json`, e.g. the edge denoiser), None if nothing."""
+  try:
+    return json.loads((folder / "run.json").read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def _mean_or_none(values) -> float | None:
   v = np.asarray(values, np.float64)
   return float(np.mean(v)) if v.size else None
@@ -147,7 +155,8 @@ def evaluate(data: evaluate_methods.Dataset, mcs: list[evaluate_methods.MethodCo
         "mean_psnr_changed": _mean_or_none(psnr[np.isfinite(psnr)]),
         "num_unchanged": int(np.sum(~np.isfinite(psnr))),
         "mean_ncc": _mean_or_none(per["ncc"]), "mean_ncc_original": _mean_or_none(per["ncc_original"]),
-        "mean_ncc_edges": _mean_or_none(per["ncc_edges"]), "metrics": summary}
+        "mean_ncc_edges": _mean_or_none(per["ncc_edges"]), "metrics": summary,
+        "run": _run_record(folders[(mc.method, mc.label)])}
     for n, name in enumerate(data.names):
       rows.append({"method": mc.method, "config": mc.label, "image": name, "device": data.image_devices[n],
                    "psnr": float(psnr[n]), "ncc": float(per["ncc"][n]), "ncc_edges": float(per["ncc_edges"][n]),

@@ -24,7 +24,7 @@ def test_to_uint8_clips_and_rounds_half_to_even():
 
 def test_registry():
   assert set(baselines.BASELINES) == {"adaptive_prnu_removal", "fingerprint_subtraction", "wavelet_denoising",
-                                      "inpainting"}
+                                      "inpainting", "patch_desync"}
   for name, fn in baselines.BASELINES.items():
     assert baselines.get_baseline(name) is fn
   with pytest.raises(ValueError, match="Unsupported baseline 'dippas'"):
@@ -115,7 +115,7 @@ def test_lag1_fill_of_a_random_mask_matches_dense_least_squares():
 def test_lattice_inpainting_is_the_per_selector_fill():
   rng = np.random.default_rng(3)
   planes = rng.uniform(0, 255, (2, 15, 20)).astype(np.float32)
-  got = np.asarray(baselines.inpaint_lattice(planes, block=3, lag=3))
+  got = np.asarray(baselines.inpaint_lattice(planes, block=3, period=6, lag=3))
   masks = baselines.lattice_masks(15, 20, block=3, period=6)
   expected = np.zeros_like(got)
   for n in range(2):
@@ -126,7 +126,7 @@ def test_lattice_inpainting_is_the_per_selector_fill():
   # ≥ 3 pixels from the border for 3×3 holes (isolated unknowns), whole 5×5 holes away from the border.
   ramp = np.add.outer(3.0 * np.arange(15), -2.0 * np.arange(20)) + 100.0
   for block in (3, 5):
-    out = np.asarray(baselines.inpaint_lattice(ramp, block=block, lag=3))
+    out = np.asarray(baselines.inpaint_lattice(ramp, block=block, period=2 * block, lag=3))
     np.testing.assert_allclose(out[block:-block, block:-block], ramp[block:-block, block:-block], atol=1e-3)
     assert np.abs(out - ramp).max() > 0.1  # Border pixels see fewer neighbours (no reflection): not exact.
 
@@ -200,9 +200,11 @@ def test_adaptive_removal_leaves_images_without_positive_correlation_unchanged(c
 
 # The synthetic camera's sensor noise (shot + read, std ≈ 6 grey levels) is far above σ = 3: one pass at σ = 3
 # shrinks the residual without changing its direction (NCC is scale-free), so the test uses a strong setting.
-@pytest.mark.parametrize("name,kwargs,min_psnr", [("wavelet_denoising", dict(passes=2, sigma=10.0), 25.0),
-                                                  ("inpainting", dict(block=3), 22.0),
-                                                  ("inpainting", dict(block=5), 22.0)])
+@pytest.mark.parametrize("name,kwargs,min_psnr", [
+    ("wavelet_denoising", dict(passes=2, sigma=10.0), 25.0),
+    ("inpainting", dict(block=3, edge_restoration=False), 22.0),
+    ("inpainting", dict(block=5, denoiser="wavelet"), 22.0),
+    ("patch_desync", dict(window=6), 20.0)])
 def test_blind_baselines_lower_the_ncc(camera, name, kwargs, min_psnr):
   images, true_k, _, ncc_orig = camera
   res = baselines.get_baseline(name)(images, **kwargs)
@@ -221,3 +223,49 @@ def test_more_denoising_passes_remove_more(camera):
   ncc3, psnr3 = _evaluate(images, three.image, true_k)
   assert np.all(psnr3 < psnr1)
   assert np.mean(np.abs(ncc3)) < np.mean(np.abs(ncc1))
+
+
+def test_lattice_period_is_the_authors():
+  from dippas_jax.evaluation.baselines import inpaint  # pylint: disable=g-import-not-at-top
+  assert inpaint.lattice_period(3) == 9 and inpaint.lattice_period(5) == 10  # their code, δ = 3
+  assert len(baselines.lattice_masks(18, 18, block=3, period=9)) == 9
+
+
+def test_edge_restoration_changes_only_edge_pixels_to_the_denoised_original(camera):
+  from dippas_jax.evaluation.baselines import inpaint  # pylint: disable=g-import-not-at-top
+  images = camera[0]
+  plain = np.asarray(baselines.inpainting(images, block=3, edge_restoration=False).image)
+  out, mask, name = inpaint.restore_edges(images, plain, denoiser="wavelet")
+  clean = inpaint.denoise_twice(images, denoiser="wavelet")
+  assert name == "wavelet" and 0.01 < mask.mean() < 0.9
+  np.testing.assert_array_equal(out[mask], clean[mask])       # inside the mask: the denoised original
+  np.testing.assert_array_equal(out[~mask], plain[~mask])     # outside: the inpainted image, untouched
+  full = baselines.inpainting(images, block=3, denoiser="wavelet")
+  assert full.denoiser == "wavelet"
+  np.testing.assert_allclose(np.asarray(full.edge_fraction), mask.reshape(4, -1).mean(1), rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(full.image), np.clip(out, 0, 255))
+
+
+def test_patch_desync_moves_patches_to_their_twins():
+  """A random texture repeated every 8 columns (and nowhere else): every patch's nearest patch beyond the
+  exclusion zone is one of its twins 8 columns away, so the output is made of the photo shifted by ±8 columns;
+  the fingerprint comes out of register."""
+  rng = np.random.default_rng(0)
+  h, w, period = 48, 64, 8
+  tile = rng.uniform(40, 210, (h, period, 3))
+  scene = tile[:, np.arange(w) % period]
+  k = 0.03 * rng.standard_normal((h, w))
+  photo = np.clip(np.round(scene * (1 + k[..., None])), 0, 255).astype(np.uint8)[None]
+  res = baselines.patch_desync(photo, patch=5, window=10, exclusion=3)
+  again = baselines.patch_desync(photo, patch=5, window=10, exclusion=3)
+  np.testing.assert_array_equal(np.asarray(res.image), np.asarray(again.image))  # deterministic
+  assert abs(float(res.mean_shift[0]) - period) < 0.5  # the twins: 8 columns away (a few border pixels aside)
+  out = np.asarray(imaging.to_uint8(res.image))
+  w_out = denoise.extract_residual(out, sigma=3.0)
+  w_in = denoise.extract_residual(photo, sigma=3.0)
+  before = float(metrics.ncc_eq2(w_in, photo, k.astype(np.float32))[0])
+  after = float(metrics.ncc_eq2(w_out, out, k.astype(np.float32))[0])
+  assert before > 0.1 and abs(after) < 0.2 * before, (before, after)
+  assert float(metrics.psnr(out, photo)[0]) > 28.0  # only the fingerprint (~3 % of the signal) differs
+  with pytest.raises(ValueError, match="odd"):
+    baselines.patch_desync(photo, patch=4)

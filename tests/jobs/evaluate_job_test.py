@@ -96,7 +96,7 @@ def test_psnr_equals_a_recomputation_from_the_saved_pngs(camera, evaluated):
   originals = {r.path.stem: io.read_image(r.path).astype(np.float64) for r in io.read_manifest(camera / "manifest.csv")}
   assert {(r["method"], r["config"]) for r in rows} == {
       ("original", "photo"), ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
-      ("inpainting", "block3")}
+      ("inpainting", "block3_edge_restoration")}
   assert len(rows) == 4 * sum(_PER_DEVICE)
   for row in rows:
     saved = io.read_image(workdir / "images" / row["method"] / row["config"] / f"{row['image']}.png")
@@ -114,6 +114,8 @@ def test_psnr_equals_a_recomputation_from_the_saved_pngs(camera, evaluated):
       if method != "original":
         values = [float(r["psnr"]) for r in rows if r["method"] == method and r["config"] == label]
         assert abs(entry["mean_psnr"] - np.mean(values)) < 1e-9
+  # The inpainting method records the edge denoiser that ran (the tiny config asks for the wavelet one).
+  assert summary["results"]["inpainting"]["block3_edge_restoration"]["run"] == {"denoiser": "wavelet"}
   # The PRNU-aware baseline lowers the mean NCC with the true device fingerprint.
   fs = summary["results"]["fingerprint_subtraction"]["default"]
   assert abs(fs["mean_ncc"]) < 0.3 * fs["mean_ncc_original"]
@@ -252,9 +254,11 @@ def test_method_configs_and_ablations():
   config = evaluate_config.get_config("cpu")
   mcs = evaluate_methods.method_configs(config)
   labels = [(m.method, m.label) for m in mcs]
-  assert labels[:7] == [("original", "photo"), ("adaptive_prnu_removal", "default"),
-                        ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
-                        ("wavelet_denoising", "passes3"), ("inpainting", "block3"), ("inpainting", "block5")]
+  assert labels[:10] == [("original", "photo"), ("adaptive_prnu_removal", "default"),
+                         ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
+                         ("wavelet_denoising", "passes3"), ("inpainting", "block3_edge_restoration"),
+                         ("inpainting", "block3_no_edge_restoration"), ("inpainting", "block5_edge_restoration"),
+                         ("inpainting", "block5_no_edge_restoration"), ("patch_desync", "default")]
   dippas = [m for m in mcs if m.method == "dippas"]
   assert len(dippas) == 3 * 2 * 2 and dippas[0].setting == (32, 1, 37.0) and dippas[-1].label == "B128_L10_tau38"
   assert mcs[3].options == {"crop": (128, 128), "passes": 1, "sigma": 3.0}

@@ -16,7 +16,8 @@ photos the change that cancels the NCC is smaller than one grey level and roundi
 | `adaptive_prnu_removal` | yes (K) | Karaküçük & Dirik style: `J = I − α·F(I)·K`, α ≥ 0 by Illinois regula falsi |
 | `fingerprint_subtraction` | yes (K) | Zeng et al. (ICIP 2015): `J = I − α·I·K`, α by a bracketed secant search |
 | `wavelet_denoising` | no | n passes of `J ← denoise.denoise(J)` (the Mihcak wavelet denoiser) |
-| `inpainting` | no | Mandelli et al. (ICIP 2017), L2: lattice of B×B holes, lag-3 least-squares fill (CG) |
+| `inpainting` | no | Mandelli et al. (ICIP 2017), L2: lattice of B×B holes, lag-3 least-squares fill (CG), then the original's edges restored from a denoised copy (BM3D if installed) |
+| `patch_desync` | no | Entrieri & Kirchner (EI 2016): every patch replaced by its most similar patch elsewhere (exhaustive search, exclusion zone) |
 
 `dippas_naive` (main_4: the single DIP iterate of smallest |NCC| with PSNR ≥ τ) and `dippas` (block assembly with
 (B, L, τ)) are produced by `dippas_jax.dippas.anonymize`, not here; an evaluation command adds them next to
@@ -33,11 +34,13 @@ from typing import Callable, NamedTuple
 
 from dippas_jax.evaluation.baselines.denoising import DenoisingResult as DenoisingResult
 from dippas_jax.evaluation.baselines.denoising import wavelet_denoising as wavelet_denoising
-from dippas_jax.evaluation.baselines.inpainting import InpaintingResult as InpaintingResult
-from dippas_jax.evaluation.baselines.inpainting import inpaint_l2 as inpaint_l2
-from dippas_jax.evaluation.baselines.inpainting import inpaint_lattice as inpaint_lattice
-from dippas_jax.evaluation.baselines.inpainting import inpainting as inpainting
-from dippas_jax.evaluation.baselines.inpainting import lattice_masks as lattice_masks
+from dippas_jax.evaluation.baselines.inpaint import InpaintingResult as InpaintingResult
+from dippas_jax.evaluation.baselines.inpaint import inpaint_l2 as inpaint_l2
+from dippas_jax.evaluation.baselines.inpaint import inpaint_lattice as inpaint_lattice
+from dippas_jax.evaluation.baselines.inpaint import inpainting as inpainting
+from dippas_jax.evaluation.baselines.inpaint import lattice_masks as lattice_masks
+from dippas_jax.evaluation.baselines.desync import DesyncResult as DesyncResult
+from dippas_jax.evaluation.baselines.desync import patch_desync as patch_desync
 from dippas_jax.evaluation.baselines.subtraction import AdaptiveRemovalResult as AdaptiveRemovalResult
 from dippas_jax.evaluation.baselines.subtraction import SubtractionResult as SubtractionResult
 from dippas_jax.evaluation.baselines.subtraction import adaptive_prnu_removal as adaptive_prnu_removal
@@ -48,6 +51,7 @@ BASELINES: dict[str, Callable[..., NamedTuple]] = {
     "fingerprint_subtraction": fingerprint_subtraction,
     "wavelet_denoising": wavelet_denoising,
     "inpainting": inpainting,
+    "patch_desync": patch_desync,
 }
 """Baselines by name. Each is `fn(images, *, fingerprint=None | K, **options) -> NamedTuple` with a float32
 `image` field in [0, 255]. PRNU-aware ones require `fingerprint`. `dippas_naive` and `dippas` live in
