@@ -16,7 +16,7 @@ from dippas_jax import io
 def save_figure(fig, path) -> None:
   """Writes a matplotlib figure to `path` (PNG) atomically and closes it."""
   with io.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -62,35 +62,40 @@ def plot_history(history: dict[str, np.ndarray], path, *, ncc_steps: np.ndarray 
   save_figure(fig, path)
 
 
-def plot_auc_vs_psnr(points: Sequence[Mapping], path, *, title: str = "Attribution AUC vs image quality") -> None:
+def plot_auc_vs_psnr(points: Sequence[Mapping], path, *, title: str = "Attribution AUC vs image quality",
+                     reference_auc: float | None = None) -> None:
   """The paper's Fig. 10: one marker per (method, config) at (mean PSNR, AUC), one colour/line per method.
 
   Args:
-    points: dicts with 'method', 'auc', 'mean_psnr' and optionally 'config' (a short label written beside
-      the marker). Points of one method are joined in increasing PSNR. Points with a missing or
-      non-finite value are skipped.
+    points: dicts with 'method', 'auc', 'mean_psnr' and optionally 'config' (a short label for the marker).
+      Points of one method are joined in increasing PSNR; points with a missing or non-finite value are
+      skipped. Config labels go into the legend entry of their method (one line per method), so they never
+      overlap on the plot; each marker carries its index in that list.
     path: output PNG.
+    reference_auc: the unaltered photos' AUC, drawn as a reference line.
   """
-  fig, ax = plt.subplots(figsize=(6, 4.5))
+  fig, ax = plt.subplots(figsize=(9, 6))
   methods = sorted({p["method"] for p in points})
   for i, method in enumerate(methods):
-    pts = [p for p in points if p["method"] == method and p.get("auc") is not None
-           and p.get("mean_psnr") is not None and np.isfinite(p["auc"]) and np.isfinite(p["mean_psnr"])]
+    pts = sorted((p for p in points if p["method"] == method and p.get("auc") is not None
+                  and p.get("mean_psnr") is not None and np.isfinite(p["auc"]) and np.isfinite(p["mean_psnr"])),
+                 key=lambda p: p["mean_psnr"])
     if not pts:
       continue
-    pts.sort(key=lambda p: p["mean_psnr"])
-    xs = [p["mean_psnr"] for p in pts]
-    ys = [p["auc"] for p in pts]
-    ax.plot(xs, ys, marker="o", ms=5, lw=1, color=f"C{i % 10}", label=method)
-    for p in pts:
-      if p.get("config"):
-        ax.annotate(str(p["config"]), (p["mean_psnr"], p["auc"]), fontsize=6, xytext=(3, 3),
+    labels = [str(p.get("config") or "") for p in pts]
+    legend = method if not any(labels) else f"{method}: " + ", ".join(f"{j + 1}={l}" for j, l in enumerate(labels))
+    ax.plot([p["mean_psnr"] for p in pts], [p["auc"] for p in pts], marker="o", ms=6, lw=1.2,
+            color=f"C{i % 10}", label=legend)
+    if len(pts) > 1 and any(labels):
+      for j, p in enumerate(pts):
+        ax.annotate(str(j + 1), (p["mean_psnr"], p["auc"]), fontsize=7, color=f"C{i % 10}", xytext=(4, 4),
                     textcoords="offset points")
-  ax.axhline(0.5, color="0.7", lw=0.8, ls="--")
-  ax.set(xlabel="mean PSNR [dB]", ylabel="AUC", title=title, ylim=(0.0, 1.02))
+  ax.axhline(0.5, color="0.5", lw=1.0, ls="--", label="chance (0.5)")
+  if reference_auc is not None:
+    ax.axhline(reference_auc, color="k", lw=1.0, ls=":", label=f"unaltered photos ({reference_auc:.3f})")
+  ax.set(xlabel="mean PSNR of the changed photos [dB]", ylabel="pooled AUC", title=title, ylim=(0.0, 1.02))
   ax.grid(alpha=0.3)
-  if methods:
-    ax.legend(fontsize=8, loc="best")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
   save_figure(fig, path)
 
 
@@ -108,11 +113,48 @@ def plot_ncc_histograms(values: Mapping[str, np.ndarray], path, *, title: str = 
   if hi <= lo:
     hi = lo + 1e-3
   edges = np.linspace(lo, hi, bins + 1)
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(9, 5))
   for i, (label, a) in enumerate(arrays.items()):
     ax.hist(a, bins=edges, alpha=0.5, color=f"C{i % 10}", label=f"{label} (n={a.size})")
   ax.axvline(0.0, color="0.3", lw=0.8, ls="--")
   ax.set(xlabel="NCC (Eq. 2)", ylabel="images", title=title)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
   ax.grid(alpha=0.3)
+  save_figure(fig, path)
+
+
+def plot_photo_report(path, original: np.ndarray, anonymized: np.ndarray, ncc_before: np.ndarray,
+                      ncc_after: np.ndarray, *, title: str, lines: Sequence[str] = ()) -> None:
+  """What a person checks on one anonymized photo: original, anonymized, their difference amplified (the gain
+  stated), and the block NCC maps with the fingerprint before and after on one colour scale.
+
+  Args:
+    original, anonymized: uint8[H, W, 3] (or [H, W]).
+    ncc_before, ncc_after: float[R, C] block NCC maps (NaN: empty block).
+    title: the figure title; lines: text lines printed under it (PSNR, NCC, band, ...).
+  """
+  diff = np.abs(anonymized.astype(np.float64) - original.astype(np.float64))
+  diff = diff.mean(axis=-1) if diff.ndim == 3 else diff
+  top = float(np.percentile(diff, 99.5)) or 1.0
+  gain = max(1.0, round(255.0 / top))
+  limit = float(np.nanmax(np.abs(np.concatenate([ncc_before.ravel(), ncc_after.ravel()]))) or 1e-3)
+  fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), gridspec_kw={"height_ratios": [1, 1]})
+  grey = "gray" if original.ndim == 2 else None
+  for ax, image, label in ((axes[0, 0], original, "original"), (axes[0, 1], anonymized, "anonymized")):
+    ax.imshow(image, cmap=grey, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(label)
+  im = axes[0, 2].imshow(np.clip(diff * gain, 0, 255), cmap="magma", vmin=0, vmax=255, interpolation="nearest")
+  axes[0, 2].set_title(f"|anonymized − original| × {gain:g}  (white = {255 / gain:.1f} grey levels)", fontsize=9)
+  fig.colorbar(im, ax=axes[0, 2], fraction=0.046, pad=0.02, label=f"grey levels × {gain:g}")
+  for ax, values, label in ((axes[1, 0], ncc_before, "block NCC before"), (axes[1, 1], ncc_after, "block NCC after")):
+    shown = ax.imshow(values, cmap="coolwarm", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(f"{label} (mean {np.nanmean(values):+.4f})")
+  fig.colorbar(shown, ax=axes[1, 1], fraction=0.046, pad=0.02, label="NCC(W, gray·K) per block")
+  axes[1, 2].axis("off")
+  axes[1, 2].text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=10, family="monospace",
+                  transform=axes[1, 2].transAxes)
+  for ax in axes.ravel()[:5]:
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(title)
   save_figure(fig, path)

@@ -79,8 +79,9 @@ def photo_status(out_dir: pathlib.Path, *, source_sha: str, settings_sha: str) -
 def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config) -> Photo:
   """Reads one photo and crops (research default) or tiles (full resolution) it and its fingerprint.
 
-  A fingerprint of the photo's size is cropped/tiled like the photo; in crop mode a fingerprint of the crop's size
-  is taken as already centre-cropped. Raises io.InputError for an unreadable photo or mismatched sizes.
+  A fingerprint of the photo's size is cropped/tiled like the photo; in crop mode any fingerprint at least as
+  large as the crop is centre-cropped to it (fingerprints estimated from centre crops, e.g. prnu-python's 512²
+  ones, share the photo's centre). Raises io.InputError for an unreadable photo or mismatched sizes.
   """
   image = imaging.to_uint8(io.read_image(record.path))
   h, w = image.shape[:2]
@@ -96,9 +97,9 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config) ->
   crop = tuple(int(c) for c in config.crop)
   piece = io.center_crop(image, *crop, name=str(record.path))
   if k is not None and k.shape != crop:
-    if k.shape != (h, w):
-      raise io.InputError(f"{record.path}: the fingerprint is {k.shape[0]}×{k.shape[1]}, neither the photo's size "
-                          f"{h}×{w} nor the crop {crop[0]}×{crop[1]}")
+    if k.shape[0] < crop[0] or k.shape[1] < crop[1]:
+      raise io.InputError(f"{record.path}: the fingerprint is {k.shape[0]}×{k.shape[1]}, smaller than the crop "
+                          f"{crop[0]}×{crop[1]}; use a smaller crop (config field crop)")
     k = io.center_crop(k, *crop, name="fingerprint")
   region = {"mode": "centre_crop", "height": crop[0], "width": crop[1], "top": (h - crop[0]) // 2,
             "left": (w - crop[1]) // 2, "photo_height": h, "photo_width": w}

@@ -1,8 +1,10 @@
 """The files of one anonymized photo: anonymized.png (+ settings/*.png), history.jsonl, history.png and, last,
-report.json (PSNR and NCC before/after per setting, whether the quality target was met, what produced it)."""
+report.png (original, anonymized, amplified difference, block NCC maps before/after) and report.json (PSNR and
+NCC before/after per setting, whether the quality target was met, what produced it)."""
 
 from __future__ import annotations
 
+import math
 import pathlib
 import sys
 
@@ -15,6 +17,7 @@ from dippas_jax import plotting
 from dippas_jax.dippas import anonymize
 from dippas_jax.dippas import tiling
 from dippas_jax.jobs import common
+from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
 
 
@@ -47,6 +50,31 @@ def _settings_numbers(images: dict, original: np.ndarray, refs: dict, *, sigma: 
     row.update({f"ncc_{name}": float(anonymize.ncc_scores(image[None], k, sigma=sigma)[0]) for name, k in refs.items()})
     rows.append(row)
   return rows
+
+
+def block_ncc_map(image: np.ndarray, k: np.ndarray, *, sigma: float) -> np.ndarray:
+  """float32[R, C]: the Eq. 2 NCC of each block of uint8[H, W, 3] with K float[H, W], blocks of the largest
+  power of two ≤ min(H, W) / 8 that divides both sides (at least 8 blocks a side where the size allows)."""
+  h, w = image.shape[:2]
+  size = max((b for b in (8, 16, 32, 64, 128, 256) if h % b == 0 and w % b == 0 and b <= min(h, w) // 8),
+             default=math.gcd(h, w))
+  residual = denoise.extract_residual(image[None], sigma=sigma)
+  gray_k = denoise.rgb2gray(image[None].astype(np.float32)) * k
+  return np.asarray(metrics.block_ncc(residual, gray_k, block_size=size))[0].reshape(h // size, w // size)
+
+
+def _write_report_png(out_dir, original, final, k_ref, report, *, sigma: float, grey: bool) -> None:
+  before, after = report["ncc_before"]["reference"], report["ncc_after"]["reference"]
+  lines = [f"PSNR            {report['psnr']:.2f} dB", f"NCC before      {before:+.4f}",
+           f"NCC after       {after:+.4f}", f"iterations      {report['iterations']}",
+           f"gamma           {report['gamma']:.3g}",
+           f"quality target  {'met' if report['quality_target_met'] else 'MISSED'}"]
+  if "evaluation" in report["ncc_before"]:
+    lines += [f"eval NCC        {report['ncc_before']['evaluation']:+.4f} -> {report['ncc_after']['evaluation']:+.4f}"]
+  plotting.plot_photo_report(out_dir / "report.png", original[..., 0] if grey else original,
+                             final[..., 0] if grey else final, block_ncc_map(original, k_ref, sigma=sigma),
+                             block_ncc_map(final, k_ref, sigma=sigma),
+                             title=f"{report['image']} ({report['mode']}, reference K)", lines=lines)
 
 
 def _write_history(out_dir: pathlib.Path, rows: list[dict], *, title: str, tau_stop: float, taus) -> None:
@@ -98,6 +126,8 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.AnonymizeResult,
       "fingerprint": k_info, "eval_fingerprint": eval_info, "timings_s": timings, "config": config.to_dict(),
       "settings_sha256": settings_sha, "dippas_jax_version": dippas_jax.__version__,
       "png_sha256": common.file_sha256(out_dir / "anonymized.png")}
+  _write_report_png(out_dir, original, images[result.primary], refs["reference"], report, sigma=config.sigma,
+                    grey=photo.grey)
   io.write_json(out_dir / "report.json", report)
   return report
 

@@ -88,7 +88,9 @@ def plots(workdir: pathlib.Path, results: dict, curves: dict, ncc: dict, title: 
         points.append({"method": name, "config": short, "auc": _pooled(e, variant)["auc"],
                        "mean_psnr": e["mean_psnr_changed"]})
     path = workdir / f"auc_vs_psnr_{variant}.png"
-    plotting.plot_auc_vs_psnr(points, path, title=f"AUC vs PSNR ({variant.replace('_', ' ')}), {title}")
+    reference = _pooled(results[ORIGINAL]["photo"], variant)["auc"] if ORIGINAL in results else None
+    plotting.plot_auc_vs_psnr(points, path, title=f"AUC vs PSNR ({variant.replace('_', ' ')}), {title}",
+                              reference_auc=reference)
     written.append(path.name)
     best = _best_configs(results, variant)
     chosen = {f"{m}" if len(results[m]) == 1 else f"{m} {label}": curves[variant][(m, label)]

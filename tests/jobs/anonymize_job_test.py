@@ -157,7 +157,7 @@ def test_bad_input_is_an_input_error(photos, tmp_path):
   np.save(tmp_path / "small.npy", np.zeros((32, 32), np.float32))
   summary = anonymize_job.anonymize_job(inputs=str(photos / "a"), workdir=str(tmp_path / "w"), config=_config(),
                                         fingerprint=str(tmp_path / "small.npy"))
-  assert len(summary["skipped"]) == 1 and "IMG_0001.jpg: the fingerprint is 32×32" in summary["skipped"][0]
+  assert len(summary["skipped"]) == 1 and "IMG_0001.jpg: the fingerprint is 32×32, smaller than the crop" in summary["skipped"][0]
   with pytest.raises(io.InputError, match="multiples of 4"):
     _run_job(_all(photos), tmp_path, _config(crop=(42, 42)), fingerprint=str(photos.parent / "k.npy"))
 
