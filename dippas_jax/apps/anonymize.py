@@ -7,6 +7,10 @@ Per photo, in --workdir/<photo's path relative to the inputs' common folder>/: a
 metadata), report.json (PSNR, NCC before and after, γ, iterations, whether the quality target was met, settings,
 timings), history.jsonl and history.png. Reruns skip finished photos (same source, same settings) and redo the
 others. Exit code 0: all done; 1: some photos skipped or below the quality target (listed); 2: bad input.
+
+Many photos over several processes or hosts (JAX's multi-process runtime; each process its own GPU(s) or CPU):
+  dippas-anonymize --inputs=photos/ ... --workdir=shared/out --coordinator_address=host0:12345 \
+      --num_processes=2 --process_id=0        # on host0 (and --process_id=1 on host1, same flags otherwise)
 """
 
 from absl import flags
@@ -22,15 +26,20 @@ _BLIND = flags.DEFINE_boolean("blind", False, "PRNU-blind mode: K̃ = W(I) of ea
 _EVAL_FINGERPRINT = flags.DEFINE_string("eval_fingerprint", None, "A fingerprint whose NCC is reported before and "
                                         "after (e.g. the device's, in blind mode).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the per-photo random streams.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Several processes/hosts: host:port of process 0 "
+                                   "(jax.distributed); each process takes its share of the photo batches.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Number of processes sharing the photos.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index, 0 .. num_processes - 1.")
 
 
 def _job():
   config = _CONFIG.value
   if _BLIND.value:
     config.mode = "blind"
+  index, count = common.join_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   return anonymize_job.anonymize_job(inputs=_INPUTS.value, workdir=_WORKDIR.value, config=config,
                                      fingerprint=_FINGERPRINT.value, eval_fingerprint=_EVAL_FINGERPRINT.value,
-                                     seed=_SEED.value)
+                                     seed=_SEED.value, process_index=index, process_count=count)
 
 
 run = common.command(_job, __name__, [_CONFIG])

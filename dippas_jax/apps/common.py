@@ -88,6 +88,19 @@ def _use_compilation_cache() -> None:
   jax.config.update("jax_compilation_cache_dir", str(path))
 
 
+def join_processes(coordinator: str | None, num_processes: int, process_id: int) -> tuple[int, int]:
+  """(process index, process count): (0, 1) alone; with `num_processes` > 1, joins JAX's multi-process runtime
+  (`jax.distributed.initialize`) and returns this process's place in it."""
+  if num_processes <= 1:
+    return 0, 1
+  if not coordinator or not 0 <= process_id < num_processes:
+    raise io.InputError(f"--num_processes={num_processes} needs --coordinator_address=host:port and "
+                        f"0 ≤ --process_id < {num_processes} (got {process_id})")
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+  return jax.process_index(), jax.process_count()
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
   del category, filename, lineno, line
   return f"warning: {message}\n"

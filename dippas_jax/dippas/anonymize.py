@@ -104,7 +104,7 @@ class AnonymizeResult:
 
 def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, seed: int = 0,
               image_ids: Sequence[int] | None = None,
-              on_chunk: Callable[[dip.ChunkInfo], None] | None = None) -> AnonymizeResult:
+              on_chunk: Callable[[dip.ChunkInfo], None] | None = None, mesh=None) -> AnonymizeResult:
   """Anonymizes `images` uint8[N, H, W, 3] (H, W multiples of 16 at the paper's 5 scales).
 
   Args:
@@ -114,6 +114,7 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
       trace_every and the DIP config `dip`.
     seed, image_ids: per-image keys are fold_in(key(seed), image_id), so results do not depend on batching.
     on_chunk: progress callback (`dip.ChunkInfo`).
+    mesh: the devices to run on (`dip.make_mesh`; default all of `jax.devices()`).
   """
   images = np.asarray(images)
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -123,7 +124,7 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
   k_ref = reference_fingerprints(images, fingerprints, mode=config.mode, sigma=config.sigma)
   hook = make_hook(config, height=h, width=w)
   result = dip.optimize(images, k_ref, settings=dip.DipSettings.from_config(config.dip), seed=seed,
-                        image_ids=image_ids, hook=hook, on_chunk=on_chunk)
+                        image_ids=image_ids, hook=hook, on_chunk=on_chunk, mesh=mesh)
   cands: candidates.Candidates = result.state.candidates
   outputs = {key: np.asarray(v)[:n] for key, v in candidates.finalize_candidates(cands, hook).items()}
   pools = {key: np.asarray(v)[:n] for key, v in candidates.pool_sizes(cands).items()}

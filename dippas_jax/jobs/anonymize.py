@@ -21,11 +21,13 @@ import pathlib
 import sys
 import time
 
+import jax
 import numpy as np
 
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.dippas import anonymize
+from dippas_jax.dippas import dip
 from dippas_jax.dippas import tiling
 from dippas_jax.jobs import anonymize_report
 from dippas_jax.jobs import common
@@ -145,7 +147,8 @@ def _run_batch(photos: list[Photo], config, *, seed: int, label: str) -> anonymi
     psnr = np.nanmax(info.history["psnr"]) if np.isfinite(info.history["psnr"]).any() else float("nan")
     bar.set_postfix(active=info.num_active, psnr=f"{psnr:.1f}")
 
-  result = anonymize.anonymize(pieces, k, config=config, seed=seed, image_ids=ids, on_chunk=on_chunk)
+  mesh = dip.make_mesh(jax.local_devices())  # this process's devices only (several processes: no collectives)
+  result = anonymize.anonymize(pieces, k, config=config, seed=seed, image_ids=ids, on_chunk=on_chunk, mesh=mesh)
   bar.close()
   return result
 

@@ -194,3 +194,24 @@ def test_command_kill_and_resume(photos, tmp_path):
   assert not list(work.rglob("*.partial")), "temporary files left behind"
   summary = json.loads((work / "summary.json").read_text())
   assert summary["anonymized"] == 2 and summary["done_before"] == 1 and len(summary["skipped"]) == 1
+
+
+def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
+  """Two local CPU processes in JAX's multi-process runtime: each takes its batches; together every photo is
+  anonymized exactly once."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  work = tmp_path / "out"
+  common_args = [f"--inputs={photos}/**/*", f"--fingerprint={photos.parent / 'k.npy'}", f"--workdir={work}",
+                 f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=10", "--config.batch_size=1",
+                 "--config.tau=5", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+  procs = [_command(*common_args, f"--process_id={i}") for i in range(2)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err
+  shares = [json.loads((work / f"summary_{i}.json").read_text()) for i in range(2)]
+  assert [s["anonymized"] for s in shares] == [2, 2]
+  reports = sorted(str(p.parent.relative_to(work)) for p in work.rglob("report.json"))
+  assert reports == ["a/IMG_0001_jpg", "b/IMG_0001_jpg", "b/IMG_0002_png", "c/grey_png"]
