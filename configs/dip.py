@@ -48,6 +48,9 @@ def _model() -> ml_collections.ConfigDict:
   model.precision = "highest"
   # How convolutions are computed: 'auto' ('gemm' on CPU, 'xla' elsewhere), 'xla', 'xla_gemm_grad', 'gemm'.
   model.conv_impl = "auto"
+  # Initial weights: '' = PyTorch's random init (the paper), else a weights file (a path, or the name of one
+  # shipped in dippas_jax/dippas/weights/, e.g. a meta-learned initialisation) made for this very network.
+  model.init_weights = ""
   return model
 
 
@@ -104,6 +107,16 @@ def _optimizer() -> ml_collections.ConfigDict:
   optimizer.momentum = 0.9
   # Nesterov momentum (sgd only).
   optimizer.nesterov = False
+  # Linear learning-rate warm-up over this many first steps (0 = none, the reference).
+  optimizer.warmup_steps = 0
+  # Learning-rate decay after the warm-up: 'none' (the reference) or 'cosine' (to final_lr_factor·lr).
+  optimizer.decay = "none"
+  # Steps at which the cosine decay reaches its end.
+  optimizer.decay_steps = 1000
+  # The cosine decay's final learning rate relative to learning_rate.
+  optimizer.final_lr_factor = 0.1
+  # γ's learning rate relative to the network's (1 = the reference: the same).
+  optimizer.gamma_lr_factor = 1.0
   # ReduceLROnPlateau stage (off by default, as in the reference).
   optimizer.plateau = _plateau()
   return optimizer

@@ -122,12 +122,49 @@ def _get(config: Any, name: str, default: Any) -> Any:
   return getattr(config, name, default) if config is not None else default
 
 
-def make_optimizer(config: Any) -> optax.GradientTransformationExtraArgs:
+DECAYS = ("none", "cosine")
+
+
+def learning_rate_schedule(learning_rate: float, *, warmup_steps: int = 0, decay: str = "none",
+                           decay_steps: int = 1000, final_lr_factor: float = 0.1) -> float | optax.Schedule:
+  """The learning rate as a function of the 0-based step: a linear warm-up from lr/warmup_steps to lr over the
+  first `warmup_steps`, then constant ('none') or a cosine decay to `final_lr_factor`·lr at step `decay_steps`
+  (constant after). Without warm-up or decay, the plain float (the reference)."""
+  if decay not in DECAYS:
+    raise ValueError(f"Unsupported decay {decay!r}; expected one of {DECAYS}.")
+  if warmup_steps <= 0 and decay == "none":
+    return learning_rate
+
+  def schedule(count):
+    step = jnp.asarray(count, jnp.float32)
+    warm = jnp.minimum(1.0, (step + 1.0) / warmup_steps) if warmup_steps > 0 else 1.0
+    if decay == "none":
+      return learning_rate * warm
+    t = jnp.clip((step - warmup_steps) / max(decay_steps - warmup_steps, 1), 0.0, 1.0)
+    return learning_rate * warm * (final_lr_factor + (1.0 - final_lr_factor) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)))
+
+  return schedule
+
+
+def scale_entry(index: int, factor: float) -> optax.GradientTransformation:
+  """Multiplies entry `index` of a flat update vector by `factor` (a separate learning rate for one parameter,
+  e.g. the injection gain γ of the DIP engine's flat params)."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    return updates.at[index].multiply(factor), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(config: Any, *, gamma_index: int | None = None) -> optax.GradientTransformationExtraArgs:
   """The optimizer named by `config.name`, with the optional plateau stage, accepting `update(..., value=loss)`.
 
   config fields (see configs/dip.py, `config.optimizer`): name (one of OPTIMIZERS), learning_rate, b1, b2, eps,
-  weight_decay (adamw), momentum and nesterov (sgd), and `plateau` (enabled, factor, patience, threshold,
-  cooldown, min_lr). Names:
+  weight_decay (adamw), momentum and nesterov (sgd), the schedule (warmup_steps, decay, decay_steps,
+  final_lr_factor: `learning_rate_schedule`), gamma_lr_factor (γ's learning rate relative to the others, applied
+  at `gamma_index` of flat params) and `plateau` (enabled, factor, patience, threshold, cooldown, min_lr).
+  Names:
     amsgrad_torch  `pytorch_amsgrad` (the reference's Adam(amsgrad=True); default)
     adam           optax.adam (= torch Adam without amsgrad)
     amsgrad_optax  optax.amsgrad (max of the bias-corrected v̂; differs from torch early on)
@@ -136,7 +173,9 @@ def make_optimizer(config: Any) -> optax.GradientTransformationExtraArgs:
   Raises ValueError('Unsupported optimizer ...') for other names.
   """
   name = config.name
-  lr = config.learning_rate
+  lr = learning_rate_schedule(config.learning_rate, warmup_steps=_get(config, "warmup_steps", 0),
+                              decay=_get(config, "decay", "none"), decay_steps=_get(config, "decay_steps", 1000),
+                              final_lr_factor=_get(config, "final_lr_factor", 0.1))
   b1, b2, eps = _get(config, "b1", 0.9), _get(config, "b2", 0.999), _get(config, "eps", 1e-8)
   if name == "amsgrad_torch":
     tx = pytorch_amsgrad(lr, b1=b1, b2=b2, eps=eps)
@@ -151,6 +190,9 @@ def make_optimizer(config: Any) -> optax.GradientTransformationExtraArgs:
     tx = optax.sgd(lr, momentum=momentum or None, nesterov=_get(config, "nesterov", False))
   else:
     raise ValueError(f"Unsupported optimizer {name!r}; expected one of {OPTIMIZERS}.")
+  gamma_factor = _get(config, "gamma_lr_factor", 1.0)
+  if gamma_index is not None and gamma_factor != 1.0:
+    tx = optax.chain(tx, scale_entry(gamma_index, gamma_factor))
   plateau = _get(config, "plateau", None)
   if plateau is not None and plateau.enabled:
     if callable(lr):

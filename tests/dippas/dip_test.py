@@ -514,3 +514,30 @@ def test_runner_reports_the_settings_it_was_asked_for():
   _, inputs = a.init(0, np.zeros(1, np.int32), f, u8, k, np.ones(1, bool))
   assert float(inputs.tau_stop[0]) == 30.0 and int(inputs.max_steps[0]) == 77
   np.testing.assert_array_equal(inputs.injected, 0.0)
+
+
+def test_weights_file_round_trip_and_architecture_check(tmp_path):
+  from dippas_jax.dippas.dip import parameters  # pylint: disable=g-import-not-at-top
+  flat = np.array(dip.init_flat(TINY, jax.random.key(5))[0])
+  flat[parameters.flat_specs(TINY)[0].index(("injection", "gamma"))] = 0.7
+  parameters.save_params(tmp_path / "w.npz", TINY, flat, metadata={"recipe": "test"})
+  loaded = parameters.load_params(str(tmp_path / "w.npz"), TINY)
+  gamma = parameters.flat_specs(TINY)[0].index(("injection", "gamma"))
+  np.testing.assert_array_equal(np.delete(loaded, gamma), np.delete(flat, gamma))
+  assert loaded[gamma] == 0.0  # γ starts at 0 whatever the file holds
+  with pytest.raises(ValueError, match="these weights are for the network"):
+    parameters.load_params(str(tmp_path / "w.npz"), dataclasses.replace(TINY, input_depth=16))
+  with pytest.raises(ValueError, match="no such weights file"):
+    parameters.load_params("no_such_weights", TINY)
+
+
+def test_a_run_from_given_weights_equals_the_run_that_drew_them(runner3, data, free_run):
+  """Warm starts and learned initialisations go through params0: given the weights a cold run drew, the run is
+  the cold run (bit for bit), with the settings' weights file or with params0."""
+  images, fingerprints, _ = data
+  history, params, _ = free_run
+  f, u8, k = dip.validate_inputs(images, fingerprints, downsampling=4)
+  state, _ = runner3.init(0, np.arange(3, dtype=np.int32), f, u8, k, np.ones(3, bool))
+  warm, warm_params, _ = run(runner3, images, fingerprints, [0, 1, 2], chunks=2, params0=np.asarray(state.params))
+  np.testing.assert_array_equal(warm["loss"], history["loss"][:, :2 * CHUNK])
+  np.testing.assert_array_equal(warm_params[-1], params[1])

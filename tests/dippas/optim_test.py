@@ -178,3 +178,24 @@ def test_with_ml_collections_config():
   assert isinstance(config, ml_collections.ConfigDict)
   tx = optim.make_optimizer(config.optimizer)
   assert tx.init(jnp.ones(2)) is not None
+
+
+def test_learning_rate_schedule_warmup_and_cosine():
+  assert optim.learning_rate_schedule(0.01) == 0.01  # no schedule: the plain float (the reference)
+  sched = optim.learning_rate_schedule(0.01, warmup_steps=10, decay="cosine", decay_steps=110, final_lr_factor=0.1)
+  lr = np.asarray([sched(t) for t in (0, 4, 9, 10, 60, 110, 500)])
+  np.testing.assert_allclose(lr[:3], [0.001, 0.005, 0.01], rtol=1e-6)          # linear warm-up
+  np.testing.assert_allclose(lr[3:], [0.01, 0.0055, 0.001, 0.001], rtol=1e-5)  # cosine to 10 %, then flat
+  with pytest.raises(ValueError, match="decay"):
+    optim.learning_rate_schedule(0.01, decay="step")
+
+
+def test_gamma_learning_rate_factor_scales_one_entry():
+  config = _config("adam")
+  config.gamma_lr_factor = 10.0
+  plain = optim.make_optimizer(_config("adam"))
+  scaled = optim.make_optimizer(config, gamma_index=1)
+  params = jnp.ones(3)
+  u0, _ = plain.update(jnp.asarray([0.5, -1.0, 2.0]), plain.init(params), params, value=jnp.float32(0))
+  u1, _ = scaled.update(jnp.asarray([0.5, -1.0, 2.0]), scaled.init(params), params, value=jnp.float32(0))
+  np.testing.assert_allclose(u1, np.asarray(u0) * [1.0, 10.0, 1.0], rtol=1e-6)

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from dippas_jax.dippas.dip import parameters
 from dippas_jax.dippas.dip import runner as runner_lib
 from dippas_jax.dippas.dip.settings import DipSettings
 
@@ -141,8 +142,8 @@ def optimize(images: Any, fingerprints: Any, *, settings: DipSettings | None = N
   image orientation); settings default the paper's (`DipSettings.from_config` reads configs/dip.py); image_ids
   default 0..N-1 (with the seed they key each image); hook: see `runner.CandidateHook`; on_chunk: called with a
   `ChunkInfo` after every chunk; mesh: default all devices; max_chunks: stop early (benchmarks); params0: initial
-  flat params float[P] (one for all images, e.g. a learned initialisation) or float[N, P] (warm starts) instead
-  of the random initialisation.
+  flat params float[P] (one for all images) or float[N, P] (warm starts) instead of the random initialisation;
+  default: the weights file `settings.init_weights` names (a learned initialisation), if any.
   """
   settings = DipSettings() if settings is None else settings
   settings.check()
@@ -153,6 +154,8 @@ def optimize(images: Any, fingerprints: Any, *, settings: DipSettings | None = N
   if ids.shape != (n,):
     raise ValueError(f"image_ids must have one id per image ({n}), got shape {ids.shape}.")
   runner = runner_lib.build_runner(settings, hook=hook, mesh=mesh)
+  if params0 is None and settings.init_weights:
+    params0 = parameters.load_params(settings.init_weights, settings)
   if params0 is not None:
     params0 = np.broadcast_to(np.asarray(params0, np.float32), (n, runner.param_spec.size))
   (images_f, images_u8, fps, params0), ids, active = _pad_to_mesh(runner.mesh.devices.size,

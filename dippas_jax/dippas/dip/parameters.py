@@ -9,7 +9,9 @@ Initialisation draws all P numbers at once (`init_flat`), in a second instead of
 from __future__ import annotations
 
 import functools
+import json
 import math
+import pathlib
 from typing import Any
 
 import jax
@@ -148,3 +150,52 @@ def flat_specs(settings: DipSettings) -> tuple[FlatSpec, FlatSpec]:
   """(params spec, batch_stats spec) of `make_model(settings)`."""
   shapes = variable_shapes(settings)
   return FlatSpec(shapes["params"]), FlatSpec(shapes["batch_stats"])
+
+
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights"
+
+
+def weights_path(name: str) -> pathlib.Path:
+  """A weights file: a path, or the name of one shipped in `dippas_jax/dippas/weights/` (`meta_paper_d32`)."""
+  path = pathlib.Path(name)
+  if path.suffix != ".npz":
+    path = WEIGHTS_DIR / f"{name}.npz"
+  return path
+
+
+def save_params(path, settings: DipSettings, params: np.ndarray, *, metadata: dict) -> None:
+  """Writes flat params float32[P] of `settings`' network as an `.npz` of named leaves (`unet/enc_0/...`) plus
+  the architecture and `metadata` (how they were made) as JSON; no pickles."""
+  pspec, _ = flat_specs(settings)
+  params = np.asarray(params, np.float32)
+  if params.shape != (pspec.size,):
+    raise ValueError(f"params must be float32[{pspec.size}] for these settings, got {params.shape}")
+  leaves = {"/".join(p): params[o:o + n].reshape(shape)
+            for p, o, n, shape in zip(pspec.paths, pspec.offsets, pspec.sizes, pspec.shapes)}
+  info = {"architecture": _architecture(settings), **metadata}
+  with open(path, "wb") as f:
+    np.savez(f, __metadata__=np.asarray(json.dumps(info)), **leaves)
+
+
+def _architecture(settings: DipSettings) -> dict:
+  return {"filters": list(settings.filters), "skips": list(settings.skips), "alpha": settings.alpha,
+          "input_depth": settings.input_depth}
+
+
+def load_params(name: str, settings: DipSettings) -> np.ndarray:
+  """Flat params float32[P] for `settings`' network from a weights file (`weights_path`); γ set to 0 (its
+  initial value). ValueError, saying what differs, when the file's network is not this one."""
+  path = weights_path(name)
+  if not path.is_file():
+    shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.npz"))
+    raise ValueError(f"{name}: no such weights file (shipped: {', '.join(shipped) or 'none'})")
+  pspec, _ = flat_specs(settings)
+  with np.load(path, allow_pickle=False) as data:
+    info = json.loads(str(data["__metadata__"]))
+    if info.get("architecture") != _architecture(settings):
+      raise ValueError(f"{path}: these weights are for the network {info.get('architecture')}, the config's is "
+                       f"{_architecture(settings)}; use weights made for it (scripts/meta_learn_init.py) or no "
+                       "weights (config field dip.model.init_weights='')")
+    flat = np.concatenate([np.asarray(data["/".join(p)], np.float32).reshape(-1) for p in pspec.paths])
+  flat[pspec.index(("injection", "gamma"))] = 0.0
+  return flat

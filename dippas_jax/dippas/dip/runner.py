@@ -154,10 +154,10 @@ def _make_step(settings: DipSettings):
   """The per-image step (state, inputs) -> (state, record, q(x̂), PSNR), without the hook (module docstring)."""
   settings = resolve(settings)
   model = parameters.make_model(dataclasses.replace(settings, injection="paper"))  # mode: inputs.injected
-  tx = optim.make_optimizer(settings.optimizer)
   precision = precision_of(settings)
   pspec, sspec = parameters.flat_specs(settings)
   gamma_index = pspec.index(("injection", "gamma"))
+  tx = optim.make_optimizer(settings.optimizer, gamma_index=gamma_index)
 
   def step(state: DipState, inputs: DipInputs):
     key = jax.random.fold_in(state.rng, state.step)
@@ -327,7 +327,8 @@ def _build_runner_cached(settings, hook, mesh):
 
 def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
   """The jitted init (module docstring), one compile per injection mode and per params0 given or not."""
-  tx = optim.make_optimizer(settings.optimizer)
+  tx = optim.make_optimizer(settings.optimizer,
+                            gamma_index=parameters.flat_specs(settings)[0].index(("injection", "gamma")))
   vectors = tuple(jnp.asarray(v) for v in parameters.init_vectors(settings))  # arguments, not HLO constants
 
   def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, params0, vectors,

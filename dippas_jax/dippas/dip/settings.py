@@ -26,7 +26,7 @@ PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 PRECISIONS = ("highest", "high", "default")
 CONV_IMPLS = ("auto",) + unet.CONV_IMPLS
 # The runtime fields: data of the jitted init (`DipInputs`), not part of the compiled runner's cache key.
-RUNTIME_FIELDS = ("injection", "tau_stop", "max_steps")
+RUNTIME_FIELDS = ("injection", "tau_stop", "max_steps", "init_weights")
 
 
 def _field(default: Any, path: str):
@@ -85,6 +85,11 @@ class OptimizerSettings:
   weight_decay: float = _field(1e-4, "weight_decay")
   momentum: float = _field(0.9, "momentum")
   nesterov: bool = _field(False, "nesterov")
+  warmup_steps: int = _field(0, "warmup_steps")
+  decay: str = _field("none", "decay")
+  decay_steps: int = _field(1000, "decay_steps")
+  final_lr_factor: float = _field(0.1, "final_lr_factor")
+  gamma_lr_factor: float = _field(1.0, "gamma_lr_factor")
   plateau: PlateauSettings = _field(PlateauSettings(), "plateau")
 
   from_config = classmethod(_from_config)
@@ -101,6 +106,7 @@ class DipSettings:
   init_scheme: str = _field("pytorch", "model.init_scheme")
   precision: str = _field("highest", "model.precision")
   conv_impl: str = _field("auto", "model.conv_impl")
+  init_weights: str = _field("", "model.init_weights")
   injection: str = _field("paper", "injection")
   input_noise_std: float = _field(0.1, "noise.input_std")
   reg_noise_std: float = _field(0.1, "noise.reg_std")
@@ -129,7 +135,8 @@ class DipSettings:
                                  ("precision", self.precision, PRECISIONS),
                                  ("conv_impl", self.conv_impl, CONV_IMPLS),
                                  ("init_scheme", self.init_scheme, unet.INITS),
-                                 ("optimizer", self.optimizer.name, optim.OPTIMIZERS)):
+                                 ("optimizer", self.optimizer.name, optim.OPTIMIZERS),
+                                 ("decay", self.optimizer.decay, optim.DECAYS)):
       if value not in allowed:
         raise ValueError(f"Unsupported {name} {value!r}; expected one of {allowed}.")
     if self.chunk_size < 1 or self.max_steps < 1:
