@@ -43,6 +43,9 @@ flags.DEFINE_integer("chunks", 2, "Timed chunks after the compiling one (the fas
 flags.DEFINE_bool("isolate", True, "Run every case in its own subprocess (clean peak memory).")
 flags.DEFINE_string("case", "", "Internal: run one case 'size,N,formulation,precision' and print its JSON.")
 flags.DEFINE_string("out", "", "Also append the JSON records to this file.")
+flags.DEFINE_list("hook", ["none"], "Step variants: 'none' (the bare DIP step), 'assembly' (the anonymization step: "
+                  "block NCC ranking into top-L accumulators at every step, the worst case, plus the NCC trace "
+                  "every 10 steps). Both in one run give the hook's cost as a ratio.")
 
 
 def _load_config(arg: str):
@@ -53,7 +56,17 @@ def _load_config(arg: str):
   return dip_config.get_config(arg)
 
 
-def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
+def _hook(name: str, size: int):
+  """None (the bare step) or the anonymization hook with every candidate entering (τ = 0: the worst case)."""
+  from dippas_jax.dippas import candidates
+  if name == "none":
+    return None
+  block = max(b for b in (16, 32, 64) if size % b == 0 and b <= size // 2)
+  return candidates.AssemblyHook.make([(block, 10, 0.0)], height=size, width=size, trace_every=10,
+                                      trace_length=10**6 // 10)
+
+
+def measure(settings, *, size: int, n: int, steps: int, chunks: int, hook: str = "none") -> dict:
   """Time one case in this process; returns a JSON-able record."""
   import jax
   import numpy as np
@@ -64,7 +77,7 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
   images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
   fingerprints = (0.01 * rng.standard_normal((n, size, size))).astype(np.float32)
   images_f, images_u8, fps = dip.validate_inputs(images, fingerprints, downsampling=settings.downsampling)
-  runner = dip.build_runner(settings)
+  runner = dip.build_runner(settings, hook=_hook(hook, size))
   pad = (-n) % runner.mesh.devices.size
   ids = np.arange(n + pad, dtype=np.int32)
   take = np.minimum(ids, n - 1)
@@ -93,9 +106,10 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int) -> dict:
   peak_mb = (stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats
              else ru1.ru_maxrss / 1024.0)
   psnr = np.asarray(hist.psnr)
-  return dict(size=size, n=n, batching=settings.batching, precision=settings.precision,
+  resolved = dip.resolve(runner.settings, device.platform)
+  return dict(size=size, n=n, batching=settings.batching, precision=settings.precision, hook=hook,
               backend=device.platform, devices=runner.mesh.devices.size,
-              conv_impl=runner.settings.conv_impl, perturbation=_perturbation(runner.settings, size),
+              conv_impl=resolved.conv_impl, perturbation=_perturbation(resolved, size),
               prng_impl=settings.prng_impl, steps=steps, compile_s=max(first - wall, 0.0), init_s=init_first,
               init_warm_s=init_warm, s_per_step=wall / steps, it_per_s=n * steps / wall, cpu_s_per_step=cpu / steps,
               peak_mb=peak_mb, psnr_last=float(np.nanmean(psnr[:n, -1])))
@@ -118,10 +132,10 @@ def _settings():
 
 
 def _run_case(case: str) -> dict:
-  size, n, batching, precision = case.split(",")
+  size, n, batching, precision, hook = case.split(",")
   if not FLAGS.isolate:
     settings = dataclasses.replace(_settings(), batching=batching, precision=precision)
-    return measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks)
+    return measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks, hook=hook)
   argv = [sys.executable, __file__, f"--case={case}", f"--config={FLAGS.config}", f"--steps={FLAGS.steps}",
           f"--chunks={FLAGS.chunks}", f"--perturbation={FLAGS.perturbation}", f"--conv_impl={FLAGS.conv_impl}",
           f"--prng_impl={FLAGS.prng_impl}"]
@@ -132,7 +146,7 @@ def _run_case(case: str) -> dict:
   return json.loads(lines[-1])
 
 
-COLUMNS = ("size", "n", "batching", "precision", "conv_impl", "perturbation", "compile_s", "init_s", "init_warm_s",
+COLUMNS = ("size", "n", "batching", "precision", "hook", "conv_impl", "perturbation", "compile_s", "init_s", "init_warm_s",
            "s_per_step", "it_per_s", "cpu_s_per_step", "peak_mb")
 
 
@@ -147,21 +161,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if FLAGS.case:
-    settings = dataclasses.replace(_settings(), batching=FLAGS.case.split(",")[2],
-                                   precision=FLAGS.case.split(",")[3])
-    size, n = (int(v) for v in FLAGS.case.split(",")[:2])
-    print(json.dumps(measure(settings, size=size, n=n, steps=FLAGS.steps, chunks=FLAGS.chunks)), flush=True)
+    size, n, batching, precision, hook = FLAGS.case.split(",")
+    settings = dataclasses.replace(_settings(), batching=batching, precision=precision)
+    print(json.dumps(measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks,
+                             hook=hook)), flush=True)
     return
   print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS), flush=True)
   for size in FLAGS.sizes:
     for n in FLAGS.batch:
       for batching in FLAGS.formulations:
         for precision in FLAGS.precisions:
-          rec = _run_case(f"{size},{n},{batching},{precision}")
-          print(format_row(rec), flush=True)
-          if FLAGS.out:
-            with open(FLAGS.out, "a") as f:
-              f.write(json.dumps(rec) + "\n")
+          for hook in FLAGS.hook:
+            rec = _run_case(f"{size},{n},{batching},{precision},{hook}")
+            print(format_row(rec), flush=True)
+            if FLAGS.out:
+              with open(FLAGS.out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
   python scripts/benchmark_prnu.py --size=256 --batches=1,8 --reference_images=4
 
 Prints one table; ratios are measured in the same run: `vs reference` divides the per-image time of the numpy
-re-implementation of prnu-python's `extract_single` (pywt + scipy, one process, `tests/prnu_reference.py`) by
+re-implementation of prnu-python's `extract_single` (pywt + scipy, one process, `tests/prnu/prnu_reference.py`) by
 ours. Peak memory: device `memory_stats()['peak_bytes_in_use']` where the backend reports it (GPU), else the
 process's peak RSS.
 """
@@ -54,7 +54,7 @@ def main(argv):
   photo = data.natural[0]
   ref_s = None
   if _REFERENCE_IMAGES.value:
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "prnu"))
     import prnu_reference  # pylint: disable=g-import-not-at-top
     t0 = time.perf_counter()
     for _ in range(_REFERENCE_IMAGES.value):

@@ -495,11 +495,12 @@ def test_benchmark_script_smoke(capsys):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   flags.FLAGS(["benchmark_dip.py"])
-  with flagsaver.flagsaver(config="tiny", sizes=["16"], batch=["2"], formulations=["vmap"], precisions=["highest"],
-                           steps=2, chunks=1, isolate=False):
+  with flagsaver.flagsaver(config="tiny", sizes=["32"], batch=["2"], formulations=["vmap"], precisions=["highest"],
+                           steps=2, chunks=1, isolate=False, hook=["none", "assembly"]):
     module.main(["benchmark_dip.py"])
   out = capsys.readouterr().out
-  assert "| 16 | 2 | vmap | highest |" in out and "error" not in out
+  assert "| 32 | 2 | vmap | highest | none |" in out and "| 32 | 2 | vmap | highest | assembly |" in out
+  assert "error" not in out
 
 
 def test_runner_reports_the_settings_it_was_asked_for():
