@@ -47,6 +47,7 @@ __all__ = [
     "ProtocolScores",
     "attribution_protocol",
     "edge_auc_table",
+    "non_matching_band",
     "per_image_metrics",
     "protocol_stats",
     "relative_change",
@@ -241,6 +242,24 @@ def attribution_protocol(scores_anon, scores_orig, image_devices: Sequence[str],
   pooled = tuple(np.concatenate([t[i] for t in per_device.values()]) if per_device else np.zeros((0,))
                  for i in range(3))
   return ProtocolScores(variant=variant, devices=devices, per_device=per_device, pooled=pooled)
+
+
+def non_matching_band(scores_orig, image_devices: Sequence[str], devices: Sequence[str], *,
+                      percentile: float = 99.0) -> dict[str, float]:
+  """Per device d: the `percentile` of |NCC| of the OTHER devices' original images with K_d — the range where
+  an anonymized image of d is indistinguishable from a photo of another camera (NaN without other images).
+
+  Args:
+    scores_orig: float[M, N], the original images (columns) against the device fingerprints (rows).
+    image_devices, devices: as in `attribution_protocol`.
+  """
+  scores = np.abs(np.asarray(scores_orig, np.float64))
+  image_devices = np.asarray([str(d) for d in image_devices])
+  out = {}
+  for m, device in enumerate(devices):
+    others = scores[m, (image_devices != device) & (image_devices != "")]
+    out[str(device)] = float(np.percentile(others, percentile)) if others.size else float("nan")
+  return out
 
 
 def _roc_stats(scores, labels, fpr_target):

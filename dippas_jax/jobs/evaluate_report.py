@@ -32,8 +32,10 @@ def dippas_runs(runs_dir: pathlib.Path, names: Sequence[str]) -> dict | None:
       pass
   if not records:
     return None
-  return {"images": len(records),
-          "mean_iterations": float(np.mean([r["iterations"] for r in records])),
+  iterations = [r["iterations"] for r in records]
+  return {"images": len(records), "total_iterations": int(sum(iterations)), "max_iterations": int(max(iterations)),
+          "mean_iterations": float(np.mean(iterations)),
+          "seconds_per_photo": float(np.mean([r["batch_seconds"] / r["batch_images"] for r in records])),
           "stopped_at_tau_stop": int(sum(r["stopped_at_tau_stop"] for r in records)),
           "mean_best_psnr_dip": float(np.mean([r["best_psnr_dip"] for r in records])),
           "mean_gamma": float(np.mean([r["gamma"] for r in records]))}
@@ -59,7 +61,8 @@ def table_rows(results: dict, fpr_target: float) -> list[dict]:
                      "auc": pooled["auc"], "tpr_at_fpr": pooled[tpr_key], "auc_edges": edges.get("auc"),
                      "relative_change": table.get("relative_change"),
                      "mean_ncc": entry["mean_ncc"], "num_positives": pooled["num_positives"],
-                     "num_negatives": pooled["num_negatives"]})
+                     "num_negatives": pooled["num_negatives"], "min_psnr": entry["min_psnr"],
+                     "in_band": entry["in_band"], "num_images": entry["num_images"]})
   return rows
 
 
@@ -122,8 +125,10 @@ def _mean_or_none(values) -> float | None:
   return float(np.mean(v)) if v.size else None
 
 
-def evaluate(data: evaluate_methods.Dataset, mcs: list[evaluate_methods.MethodConfig], folders: dict, config) -> tuple[dict, list[dict], dict, dict]:
-  """Metrics of every method/config from its saved PNGs (see the module docstring)."""
+def evaluate(data: evaluate_methods.Dataset, mcs: list[evaluate_methods.MethodConfig], folders: dict,
+             config) -> tuple[dict, list[dict], dict, dict]:
+  """Metrics of every method/config from its saved PNGs (see the module docstring); per photo also the
+  non-matching band of its device (`protocol.non_matching_band`) and whether its NCC lies inside."""
   sigma = float(config.sigma)
   bs = int(config.batch_size)
   dev_index = np.asarray([data.devices.index(d) for d in data.image_devices])
@@ -133,6 +138,8 @@ def evaluate(data: evaluate_methods.Dataset, mcs: list[evaluate_methods.MethodCo
                               denoiser_sigma=float(e.denoiser_sigma), low_threshold=float(e.low_threshold),
                               high_threshold=float(e.high_threshold), batch_size=bs)
   s_orig = evaluation.score_matrix(data.images, data.fingerprints, sigma=sigma, masks=masks, batch_size=bs)
+  bands = evaluation.non_matching_band(s_orig["ncc"], data.image_devices, data.devices)
+  band = np.asarray([bands[d] for d in data.image_devices])
   results: dict = {}
   rows: list[dict] = []
   curves: dict = {v: {} for v in evaluation.VARIANTS}
@@ -158,13 +165,15 @@ def evaluate(data: evaluate_methods.Dataset, mcs: list[evaluate_methods.MethodCo
         "num_unchanged": int(np.sum(~np.isfinite(psnr))),
         "mean_ncc": _mean_or_none(per["ncc"]), "mean_ncc_original": _mean_or_none(per["ncc_original"]),
         "mean_ncc_edges": _mean_or_none(per["ncc_edges"]), "metrics": summary,
+        "min_psnr": float(np.min(psnr)), "in_band": int(np.sum(np.abs(per["ncc"]) <= band)),
         "run": _run_record(folders[(mc.method, mc.label)])}
     for n, name in enumerate(data.names):
       rows.append({"method": mc.method, "config": mc.label, "image": name, "device": data.image_devices[n],
                    "psnr": float(psnr[n]), "ncc": float(per["ncc"][n]), "ncc_edges": float(per["ncc_edges"][n]),
                    "ncc_original": float(per["ncc_original"][n]),
                    "ncc_edges_original": float(per["ncc_edges_original"][n]),
-                   "edge_fraction": float(per["edge_fraction"][n])})
+                   "edge_fraction": float(per["edge_fraction"][n]), "band": float(band[n]),
+                   "in_band": bool(abs(per["ncc"][n]) <= band[n])})
   return results, rows, curves, ncc
 
 
