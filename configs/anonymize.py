@@ -59,6 +59,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Ranking of a block's candidates: 'paper' (negative NCCs closest to 0 first, then non-negative ones) or 'abs'
   # (|NCC| closest to 0 first: aims at NCC ≈ 0 instead of a negative NCC).
   config.rank_key = "paper"
+  # Channel values of the photo at or above this level (e.g. 255: clipped highlights, which carry no PRNU) are
+  # copied into the result unchanged; 0 = off (the paper).
+  config.saturated_level = 0
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
   config.sweep = _sweep()
   # Centre crop (rows, cols) of each photo: the paper's protocol; multiples of 16 at the paper's 5 scales.

@@ -12,6 +12,9 @@ Bases:
               paper's Figs. 10–13 (B ∈ {32, 64, 128, 256, 512} × L = 50 × τ ∈ {37, 38, 39, 40}); a GPU job.
   'cpu'       a CPU-feasible protocol for the 16 shared Dresden photos: 128² crops, the anonymize config 'cpu',
               the DIPPAS sweep B ∈ {32, 64, 128} × L ∈ {1, 10} × τ ∈ {37, 38}.
+  'cpu256'    the same at 256² crops (B ∈ {32, 64, 256}).
+  'cpu512'    the paper's 512² crops for the baselines only (DIPPAS at 512² wants a GPU: add 'dippas' to
+              --methods there).
   'tiny'      tests: 64² crops, one option per baseline, the anonymize 'tiny' DIP with 40 iterations.
 
 Ablations (`ablation=NAME`; methods become 'original', 'dippas' and the variants named):
@@ -39,7 +42,7 @@ from ml_collections import config_dict
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.configs import arguments
 
-BASES = ("", "paper", "cpu", "tiny")
+BASES = ("", "paper", "cpu", "cpu256", "cpu512", "tiny")
 ABLATIONS = ("block_size", "num_blocks", "tau", "mode", "injection", "optimizer", "rank_key")
 _VARIANTS = {
     "mode": {"dippas_blind": "mode=blind"},
@@ -55,6 +58,13 @@ _BASE_FIELDS = {
     "cpu": {"crop": (128, 128), "dippas.batch_size": 8, "dippas.trace_every": 0, "dippas.block_size": 32,
             "dippas.num_blocks": 10, "dippas.tau": 38.0, "dippas.sweep.block_sizes": (32, 64, 128),
             "dippas.sweep.num_blocks": (1, 10), "dippas.sweep.taus": (37.0, 38.0)},
+    "cpu256": {"crop": (256, 256), "batch_size": 4, "dippas.batch_size": 4, "dippas.trace_every": 0,
+               "dippas.block_size": 64, "dippas.num_blocks": 10, "dippas.tau": 38.0,
+               "dippas.sweep.block_sizes": (32, 64, 256), "dippas.sweep.num_blocks": (1, 10),
+               "dippas.sweep.taus": (37.0, 38.0)},
+    "cpu512": {"crop": (512, 512), "batch_size": 4,
+               "methods": ("original", "adaptive_prnu_removal", "fingerprint_subtraction", "wavelet_denoising",
+                           "inpainting", "patch_desync")},
     "tiny": {"crop": (64, 64), "batch_size": 4, "baselines.wavelet_denoising.passes": (1,),
              "baselines.inpainting.block": (3,), "baselines.inpainting.iterations": 4,
              "baselines.inpainting.edge_restoration": (True,), "baselines.inpainting.denoiser": "wavelet",
@@ -105,7 +115,7 @@ def _baselines() -> config_dict.ConfigDict:
 
 
 def _dippas(base: str) -> config_dict.ConfigDict:
-  dippas = anonymize_config.get_config("cpu" if base == "cpu" else "tiny" if base == "tiny" else "")
+  dippas = anonymize_config.get_config("cpu" if base.startswith("cpu") else "tiny" if base == "tiny" else "")
   dippas.unlock()
   # The paper's B/τ grid at L = 50 (Figs. 10–13).
   dippas.sweep.block_sizes = (32, 64, 128, 256, 512)

@@ -126,13 +126,25 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
   result = dip.optimize(images, k_ref, settings=dip.DipSettings.from_config(config.dip), seed=seed,
                         image_ids=image_ids, hook=hook, on_chunk=on_chunk, mesh=mesh)
   cands: candidates.Candidates = result.state.candidates
-  outputs = {key: np.asarray(v)[:n] for key, v in candidates.finalize_candidates(cands, hook).items()}
+  level = int(config.saturated_level)
+  outputs = {key: keep_saturated(images, np.asarray(v)[:n], level=level)
+             for key, v in candidates.finalize_candidates(cands, hook).items()}
   pools = {key: np.asarray(v)[:n] for key, v in candidates.pool_sizes(cands).items()}
   return AnonymizeResult(
       outputs=outputs, primary=(int(config.block_size), int(config.num_blocks), float(config.tau)), k_ref=k_ref,
       history=result.history, ncc_trace=np.asarray(cands.ncc_trace)[:n], trace_every=hook.trace_every,
       num_steps=result.num_steps, stopped=result.stopped, gamma=result.gamma, best_psnr=result.best_psnr,
       pool_sizes=pools, init_s=result.init_s, run_s=result.run_s)
+
+
+def keep_saturated(originals: np.ndarray, outputs: np.ndarray, *, level: int) -> np.ndarray:
+  """`outputs` with every channel value of `originals` at or above `level` copied from the original (level 0:
+  unchanged). A clipped channel carries no PRNU (the fingerprint estimator masks saturated pixels for the same
+  reason), and a DIP output reproduces it poorly (the sigmoid never reaches 1): copying it back costs no
+  anonymity and saves PSNR on blown highlights."""
+  if level <= 0:
+    return outputs
+  return np.where(originals >= level, originals, outputs).astype(np.uint8)
 
 
 def ncc_scores(images: np.ndarray, fingerprint: np.ndarray, *, sigma: float) -> np.ndarray:

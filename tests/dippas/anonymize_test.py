@@ -65,3 +65,11 @@ def test_two_calls_compile_the_runner_once(monkeypatch):
     anonymize.anonymize(data.natural[i:i + 1], data.prnu[0], config=config, image_ids=[i])
   assert len(traces) == 1
   assert anonymize.make_hook(config, height=64, width=64) == anonymize.make_hook(config, height=64, width=64)
+
+
+def test_keep_saturated_copies_only_clipped_channels():
+  original = np.array([[[255, 10, 255], [254, 254, 254]]], np.uint8)[None]
+  output = np.array([[[250, 12, 249], [251, 250, 252]]], np.uint8)[None]
+  kept = anonymize.keep_saturated(original, output, level=255)
+  np.testing.assert_array_equal(kept, [[[[255, 12, 255], [251, 250, 252]]]])
+  np.testing.assert_array_equal(anonymize.keep_saturated(original, output, level=0), output)
