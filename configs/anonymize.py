@@ -59,6 +59,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Ranking of a block's candidates: 'paper' (negative NCCs closest to 0 first, then non-negative ones) or 'abs'
   # (|NCC| closest to 0 first: aims at NCC ≈ 0 instead of a negative NCC).
   config.rank_key = "paper"
+  # Quantisation of the averaged blocks: 'floor' (the reference's astype(uint8), −0.5 grey level on average) or
+  # 'nearest' (unbiased).
+  config.rounding = "floor"
   # Channel values of the photo at or above this level (e.g. 255: clipped highlights, which carry no PRNU) are
   # copied into the result unchanged; 0 = off (the paper).
   config.saturated_level = 0
@@ -89,3 +92,5 @@ def check(config) -> None:
   if config.mode not in anonymize_lib.MODES:
     raise ValueError(f"Unsupported mode {config.mode!r}; expected one of {anonymize_lib.MODES}")
   assembly.check_key(config.rank_key)
+  if config.rounding not in assembly.ROUNDINGS:
+    raise ValueError(f"Unsupported rounding {config.rounding!r}; expected one of {assembly.ROUNDINGS}")

@@ -51,6 +51,9 @@ def _model() -> ml_collections.ConfigDict:
   # Initial weights: '' = PyTorch's random init (the paper), else a weights file (a path, or the name of one
   # shipped in dippas_jax/dippas/weights/, e.g. a meta-learned initialisation) made for this very network.
   model.init_weights = ""
+  # Lower bound of the output sigmoid's gradient: with 0 (the paper) an output driven into saturation (a clipped
+  # highlight) gets no gradient back and stays stuck; e.g. 0.05 keeps it learning. The forward is unchanged.
+  model.sigmoid_grad_floor = 0.0
   return model
 
 

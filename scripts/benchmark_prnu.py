@@ -9,6 +9,7 @@ ours. Peak memory: device `memory_stats()['peak_bytes_in_use']` where the backen
 process's peak RSS.
 """
 
+import json
 import pathlib
 import resource
 import sys
@@ -29,6 +30,13 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per batch size (after
 _REFERENCE_IMAGES = flags.DEFINE_integer("reference_images", 4, "Images timed with the numpy reference "
                                          "(0 = skip).")
 _SIGMA = flags.DEFINE_float("sigma", 5.0, "Denoiser sigma.")
+_OUT = flags.DEFINE_string("out", "", "Also append one JSON record per row to this file.")
+
+
+def _record(**row) -> None:
+  if _OUT.value:
+    with open(_OUT.value, "a") as f:
+      f.write(json.dumps({"backend": jax.default_backend(), "size": _SIZE.value, **row}) + "\n")
 
 
 def _peak_memory_mb() -> float:
@@ -70,9 +78,13 @@ def main(argv):
     t = _time(extract, images) / b
     ratio = f"{ref_s / t:.1f}×" if ref_s else "-"
     print(f"{'extract_residual':<22}{b:>6}{t * 1e3:>10.1f}{1 / t:>10.1f}{ratio:>14}{_peak_memory_mb():>10.0f}")
+    _record(task="extract_residual", batch=b, ms_per_image=t * 1e3, images_per_s=1 / t,
+            vs_reference=ref_s / t if ref_s else None, peak_mb=_peak_memory_mb())
     sums = fingerprint.init_sums(size, size)
     t = _time(lambda s, x: fingerprint.accumulate(s, x, sigma=sigma), sums, images) / b
     print(f"{'fingerprint.accumulate':<22}{b:>6}{t * 1e3:>10.1f}{1 / t:>10.1f}{'-':>14}{_peak_memory_mb():>10.0f}")
+    _record(task="fingerprint.accumulate", batch=b, ms_per_image=t * 1e3, images_per_s=1 / t,
+            peak_mb=_peak_memory_mb())
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def make_hook(config, *, height: int, width: int) -> candidates.AssemblyHook:
   max_steps = int(config.dip.max_steps)
   return candidates.AssemblyHook.make(
       settings_of(config), height=height, width=width, sigma=float(config.sigma), key=str(config.rank_key),
+      rounding=str(config.rounding),
       trace_every=trace_every, trace_length=-(-max_steps // trace_every) if trace_every > 0 else 1)
 
 

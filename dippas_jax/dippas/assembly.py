@@ -247,20 +247,27 @@ def psnr_pool(psnr, *, tau) -> jax.Array:
   return psnr >= jnp.minimum(best, jnp.float32(tau))
 
 
-def floor_mean(block_stack: jax.Array, valid: jax.Array, l_eff: jax.Array) -> jax.Array:
-  """floor(sum of the valid uint8 blocks / l_eff) with exact integer arithmetic -> uint8.
+ROUNDINGS = ("floor", "nearest")
 
-  Equals the reference's `clip(float64 mean, 0, 255).astype(uint8)`: the float64 mean of integers is the
-  correctly rounded quotient, whose floor is the integer floor quotient. Zero when l_eff is 0.
-  """
+
+def block_mean(block_stack: jax.Array, valid: jax.Array, l_eff: jax.Array, rounding: str = "floor") -> jax.Array:
+  """The uint8 mean of the valid uint8 blocks, with exact integer arithmetic: 'floor' = floor(sum / l_eff), which
+  equals the reference's `clip(float64 mean, 0, 255).astype(uint8)` (the float64 mean of integers is the
+  correctly rounded quotient, whose floor is the integer floor quotient); 'nearest' = round half up (no −0.5
+  grey-level bias). Zero when l_eff is 0."""
+  if rounding not in ROUNDINGS:
+    raise ValueError(f"Unsupported rounding {rounding!r}; expected one of {ROUNDINGS}")
   mask = valid.reshape(valid.shape + (1,) * (block_stack.ndim - valid.ndim))
   total = jnp.sum(jnp.where(mask, block_stack.astype(jnp.uint32), jnp.uint32(0)), axis=0)
-  return (total // jnp.maximum(l_eff, 1).astype(jnp.uint32)).astype(jnp.uint8)
+  count = jnp.maximum(l_eff, 1).astype(jnp.uint32)
+  if rounding == "nearest":
+    total = total + count // 2
+  return (total // count).astype(jnp.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "num_blocks", "key"))
-def assemble(candidates, ncc, pool, *, block_size: int, num_blocks: int,
-             key: str = "paper") -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("block_size", "num_blocks", "key", "rounding"))
+def assemble(candidates, ncc, pool, *, block_size: int, num_blocks: int, key: str = "paper",
+             rounding: str = "floor") -> tuple[jax.Array, jax.Array]:
   """Full-stack DIPPAS assembly (main_3_final.py without its tie bug): the per-block mean of the L best blocks.
 
   For each block position, the pool's candidates are ranked with `sort_order` (ties: lower candidate index
@@ -274,6 +281,7 @@ def assemble(candidates, ncc, pool, *, block_size: int, num_blocks: int,
     block_size: B (static).
     num_blocks: L (static).
     key: the ranking key, 'paper' or 'abs' (static).
+    rounding: the mean's quantisation, 'floor' (the reference) or 'nearest' (`block_mean`, static).
 
   Returns:
     (image uint8[H, W, C], chosen int32[L, nb]): chosen[r, b] is the candidate index of rank r at block b,
@@ -312,7 +320,7 @@ def assemble(candidates, ncc, pool, *, block_size: int, num_blocks: int,
   rows = jnp.arange(nr)[None, :, None]
   cols = jnp.arange(nc)[None, None, :]
   picked = grid[sel, rows, :, cols]  # [L, nr, nc, B, B, C]
-  mean = floor_mean(picked, valid.reshape(l, 1, 1), l_eff)  # [nr, nc, B, B, C]
+  mean = block_mean(picked, valid.reshape(l, 1, 1), l_eff, rounding)  # [nr, nc, B, B, C]
   image = jnp.swapaxes(mean, 1, 2).reshape(h, w, c)
   return image, chosen
 

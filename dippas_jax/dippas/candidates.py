@@ -117,7 +117,7 @@ class AssemblyHook:
     settings: (B, L, τ) triples (normalised by `make`).
     height, width: H, W of the images.
     sigma: the residual σ of the ranking (3 in DIPPAS).
-    key: the ranking key ('paper' or 'abs', see `assembly`).
+    key: the ranking key ('paper' or 'abs', see `assembly`); rounding: of the block mean ('floor' or 'nearest').
     trace_every: record the whole-image NCC every this many iterations (0 = never); trace_length: entries.
   """
   settings: tuple[tuple[int, int, float], ...]
@@ -125,6 +125,7 @@ class AssemblyHook:
   width: int
   sigma: float = 3.0
   key: str = "paper"
+  rounding: str = "floor"
   trace_every: int = 0
   trace_length: int = 1
 
@@ -135,6 +136,8 @@ class AssemblyHook:
     for b, _, _ in settings:
       assembly.check_block_size(height, width, b)
     assembly.check_key(kwargs.get("key", "paper"))
+    if kwargs.get("rounding", "floor") not in assembly.ROUNDINGS:
+      raise ValueError(f"Unsupported rounding {kwargs['rounding']!r}; expected one of {assembly.ROUNDINGS}")
     return cls(settings=settings, height=height, width=width, **kwargs)
 
   @property
@@ -181,11 +184,12 @@ class AssemblyHook:
 
 
 def _fallback_images(fallback: Fallback, k_ref, *, block_sizes: Sequence[int], num_blocks: Sequence[int],
-                     sigma: float, key: str) -> dict[tuple[int, int], jax.Array]:
+                     sigma: float, key: str, rounding: str) -> dict[tuple[int, int], jax.Array]:
   """{(B, L): uint8[H, W, 3]}: `assembly.assemble` on the stored max-PSNR candidates of one image."""
   scores = candidate_ncc(fallback.pixels, k_ref, block_sizes=block_sizes, sigma=sigma)
   pool = jnp.arange(fallback.iteration.shape[0]) < fallback.count
-  return {(b, l): assembly.assemble(fallback.pixels, scores[b], pool, block_size=b, num_blocks=l, key=key)[0]
+  return {(b, l): assembly.assemble(fallback.pixels, scores[b], pool, block_size=b, num_blocks=l, key=key,
+                                    rounding=rounding)[0]
           for b in block_sizes for l in num_blocks}
 
 
@@ -206,11 +210,13 @@ def finalize_candidates(candidates: Candidates, hook: AssemblyHook,
     ls = sorted({assembly.static_int(l, "num_blocks") for l in num_blocks_list})
     wanted = tuple((b, l, tau) for b, tau, _ in specs for l in ls)
   index = {(b, tau): i for i, (b, tau, _) in enumerate(specs)}
-  main = {(b, l, tau): topl.topl_finalize(candidates.accumulators[index[(b, tau)]], num_blocks=l)
+  main = {(b, l, tau): topl.topl_finalize(candidates.accumulators[index[(b, tau)]], num_blocks=l,
+                                          rounding=hook.rounding)
           for b, l, tau in wanted}
   batch = candidates.k_ref.shape[:-2]
   fallback_fn = functools.partial(_fallback_images, block_sizes=sorted({b for b, _, _ in wanted}),
-                                  num_blocks=sorted({l for _, l, _ in wanted}), sigma=hook.sigma, key=hook.key)
+                                  num_blocks=sorted({l for _, l, _ in wanted}), sigma=hook.sigma, key=hook.key,
+                                  rounding=hook.rounding)
   for _ in batch:
     fallback_fn = jax.vmap(fallback_fn)
   needed = jnp.any(jnp.stack([jnp.any(acc.count == 0) for acc in candidates.accumulators]))

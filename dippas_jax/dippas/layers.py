@@ -202,3 +202,23 @@ def _bn_bwd(epsilon, negative_slope, res, cotangents):
 
 
 batch_norm_act.defvjp(_bn_fwd, _bn_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def sigmoid(x: jax.Array, grad_floor: float = 0.0) -> jax.Array:
+  """The sigmoid; its gradient is max(σ'(x), grad_floor). With a floor > 0 an output pushed into saturation
+  (a clipped highlight the target holds at 255, or a deep shadow) keeps receiving gradient and is not stuck
+  ('dead'); the forward value is unchanged. grad_floor 0 is the plain sigmoid."""
+  return jax.nn.sigmoid(x)
+
+
+def _sigmoid_fwd(x, grad_floor):
+  y = jax.nn.sigmoid(x)
+  return y, y
+
+
+def _sigmoid_bwd(grad_floor, y, g):
+  return (g * jnp.maximum(y * (1.0 - y), grad_floor),)
+
+
+sigmoid.defvjp(_sigmoid_fwd, _sigmoid_bwd)

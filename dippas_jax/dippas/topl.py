@@ -171,16 +171,17 @@ def check_num_blocks(state: TopL, num_blocks: Optional[int]) -> int:
   return l
 
 
-@functools.partial(jax.jit, static_argnames="num_blocks")
-def topl_finalize(state: TopL, *, num_blocks: Optional[int] = None) -> jax.Array:
-  """Per block the floor mean of the first L_eff = min(count, L) kept blocks: uint8[..., H, W, 3] (all zeros if
-  nothing was merged). `state` may have leading batch axes; num_blocks: L ≤ the capacity (default: it)."""
+@functools.partial(jax.jit, static_argnames=("num_blocks", "rounding"))
+def topl_finalize(state: TopL, *, num_blocks: Optional[int] = None, rounding: str = "floor") -> jax.Array:
+  """Per block the mean (`assembly.block_mean`, `rounding`) of the first L_eff = min(count, L) kept blocks:
+  uint8[..., H, W, 3] (all zeros if nothing was merged). `state` may have leading batch axes; num_blocks: L ≤
+  the capacity (default: it)."""
   l = check_num_blocks(state, num_blocks)
 
   def one(s: TopL) -> jax.Array:
     l_eff = jnp.minimum(s.count, l)
     rank_of_slot = jnp.argsort(s.slot, axis=0)  # inverse permutation: [L_capacity, nb]
-    mean = assembly.floor_mean(s.pixels, rank_of_slot < l_eff, l_eff)  # [nb, B, B, 3]
+    mean = assembly.block_mean(s.pixels, rank_of_slot < l_eff, l_eff, rounding)  # [nb, B, B, 3]
     return assembly.unblocks(mean, height=s.height, width=s.width)
 
   return _batched(one, state)

@@ -246,6 +246,7 @@ class MultiResUNet(nn.Module):
     precision: convolution precision ("highest" keeps float32 on GPUs with TF32; None is the backend default).
     conv_impl: "xla", "xla_gemm_grad" or "gemm" (see `conv2d`): how convolutions and their gradients are
       computed; the function is the same.
+    sigmoid_grad_floor: lower bound of the output sigmoid's gradient (`layers.sigmoid`; 0 = the paper).
   The input depth (512 in the paper) is whatever the input has.
   """
   filters: Sequence[int] = PAPER_FILTERS
@@ -256,6 +257,7 @@ class MultiResUNet(nn.Module):
   init_scheme: str = "pytorch"
   precision: Precision = "highest"
   conv_impl: str = "xla"
+  sigmoid_grad_floor: float = 0.0
 
   @property
   def downsampling(self) -> int:
@@ -295,4 +297,4 @@ class MultiResUNet(nn.Module):
       y = MultiResBlock(self.filters[s], self.alpha, name=f"dec_{s}", **kw)(y)
     y = Conv(self.out_channels, 1, init_scheme=self.init_scheme, precision=self.precision,
              conv_impl=self.conv_impl, name="head")(y)
-    return nn.sigmoid(y)
+    return layers.sigmoid(y, self.sigmoid_grad_floor)

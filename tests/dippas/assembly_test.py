@@ -422,3 +422,16 @@ def test_settings_validation():
   state = _init(hook, np.zeros((1, 32, 32)))
   with pytest.raises(ValueError, match="hook's settings"):
     candidates.finalize_candidates(state, candidates.AssemblyHook.make([(8, 3, 38.0)], height=32, width=32))
+
+
+def test_nearest_rounding_of_the_block_mean():
+  cands = np.zeros((2, 8, 8, 3), np.uint8)
+  cands[0], cands[1] = 3, 4  # mean 3.5: floor 3, nearest 4
+  pool = np.ones(2, bool)
+  floor, _ = assembly.assemble(cands, np.zeros((2, 1), np.float32), pool, block_size=8, num_blocks=2)
+  nearest, _ = assembly.assemble(cands, np.zeros((2, 1), np.float32), pool, block_size=8, num_blocks=2,
+                                 rounding="nearest")
+  assert int(floor[0, 0, 0]) == 3 and int(nearest[0, 0, 0]) == 4
+  state = _stream(topl.topl_init(8, 8, block_size=8, num_blocks=2), cands, np.zeros((2, 1)), np.full(2, 40.0),
+                  tau=37.0)
+  np.testing.assert_array_equal(topl.topl_finalize(state, rounding="nearest"), nearest)

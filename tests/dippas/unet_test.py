@@ -296,3 +296,12 @@ def test_gamma_init_and_projection():
   projected = injection.project_gamma(params)
   assert projected["injection"]["gamma"] == 0.0 and params["injection"]["gamma"] == -0.3
   assert injection.project_gamma({"injection": {"gamma": jnp.float32(0.2)}})["injection"]["gamma"] == np.float32(0.2)
+
+
+def test_sigmoid_gradient_floor():
+  x = jnp.asarray([-30.0, 0.0, 30.0])
+  np.testing.assert_array_equal(layers.sigmoid(x, 0.05), jax.nn.sigmoid(x))  # the forward is the sigmoid
+  plain = jax.grad(lambda v: jnp.sum(layers.sigmoid(v, 0.0)))(x)
+  floored = jax.grad(lambda v: jnp.sum(layers.sigmoid(v, 0.05)))(x)
+  np.testing.assert_allclose(plain, jax.grad(lambda v: jnp.sum(jax.nn.sigmoid(v)))(x), rtol=1e-6)
+  np.testing.assert_allclose(floored, [0.05, 0.25, 0.05], rtol=1e-6)  # saturated outputs still get gradient

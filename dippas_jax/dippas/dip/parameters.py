@@ -31,7 +31,7 @@ def make_model(settings: DipSettings) -> injection_lib.InjectedUNet:
   net = unet.MultiResUNet(
       filters=settings.filters, skips=settings.skips, alpha=settings.alpha, negative_slope=settings.negative_slope,
       init_scheme=settings.init_scheme, precision=precision_of(settings),
-      conv_impl=resolve(settings).conv_impl)
+      conv_impl=resolve(settings).conv_impl, sigmoid_grad_floor=settings.sigmoid_grad_floor)
   return injection_lib.InjectedUNet(unet=net, mode=settings.injection)
 
 

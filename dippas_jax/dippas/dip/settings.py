@@ -107,6 +107,7 @@ class DipSettings:
   precision: str = _field("highest", "model.precision")
   conv_impl: str = _field("auto", "model.conv_impl")
   init_weights: str = _field("", "model.init_weights")
+  sigmoid_grad_floor: float = _field(0.0, "model.sigmoid_grad_floor")
   injection: str = _field("paper", "injection")
   input_noise_std: float = _field(0.1, "noise.input_std")
   reg_noise_std: float = _field(0.1, "noise.reg_std")
