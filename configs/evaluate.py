@@ -68,7 +68,7 @@ _BASE_FIELDS = {
     "tiny": {"crop": (64, 64), "batch_size": 4, "baselines.wavelet_denoising.passes": (1,),
              "baselines.inpainting.block": (3,), "baselines.inpainting.iterations": 4,
              "baselines.inpainting.edge_restoration": (True,), "baselines.inpainting.denoiser": "wavelet",
-             "baselines.patch_desync.window": 6,
+             "baselines.patch_desync.window": 6, "baselines.patch_desync.patch": (5,),
              "baselines.adaptive_prnu_removal.iterations": 6, "baselines.fingerprint_subtraction.iterations": 6,
              "dippas.dip.max_steps": 40, "dippas.dip.runner.chunk_size": 20, "dippas.batch_size": 2,
              "dippas.num_blocks": 5, "dippas.tau": 20.0, "dippas.sweep.block_sizes": (16, 64),
@@ -108,9 +108,9 @@ def _baselines() -> config_dict.ConfigDict:
   b.inpainting = config_dict.ConfigDict({"block": (3, 5), "lag": 3, "iterations": 16,
                                          "edge_restoration": (True, False), "denoiser": "auto",
                                          "denoiser_sigma": 7.0})
-  # Entrieri & Kirchner patch-based desynchronization (PRNU-blind): patch side, search radius and the exclusion
-  # radius around each patch (pixels).
-  b.patch_desync = config_dict.ConfigDict({"patch": 7, "window": 12, "exclusion": 3})
+  # Entrieri & Kirchner patch-based desynchronization (PRNU-blind): patch side (swept), search radius and the
+  # exclusion radius around each patch (pixels), σ of the denoised guide the similarity is measured on.
+  b.patch_desync = config_dict.ConfigDict({"patch": (3, 5), "window": 8, "exclusion": 2, "guide_sigma": 3.0})
   return b
 
 

@@ -258,7 +258,7 @@ def test_method_configs_and_ablations():
                          ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
                          ("wavelet_denoising", "passes3"), ("inpainting", "block3_edge_restoration"),
                          ("inpainting", "block3_no_edge_restoration"), ("inpainting", "block5_edge_restoration"),
-                         ("inpainting", "block5_no_edge_restoration"), ("patch_desync", "default")]
+                         ("inpainting", "block5_no_edge_restoration"), ("patch_desync", "patch3")]
   dippas = [m for m in mcs if m.method == "dippas"]
   assert len(dippas) == 3 * 2 * 2 and dippas[0].setting == (32, 1, 37.0) and dippas[-1].label == "B128_L10_tau38"
   assert mcs[3].options == {"crop": (128, 128), "passes": 1, "sigma": 3.0}

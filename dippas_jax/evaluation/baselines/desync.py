@@ -7,16 +7,21 @@ with the sensor (desynchronized). The paper finds the patches with PatchMatch (a
 we search exhaustively, which is deterministic and vectorizes well:
 
 * patch: p×p (all three channels), one per pixel (the patch centred there, the photo mirrored at its borders);
-* similarity: the sum of squared differences over the patch;
+* similarity: the sum of squared differences over the patch, measured on the photo denoised by our wavelet
+  denoiser (`guide_sigma`; the pixels copied are the photo's own): measured on the noisy photo, the search among
+  hundreds of near-identical candidates picks the one whose noise best resembles the patch's own noise, which
+  carries the fingerprint along (on 256² Dresden crops the mean NCC after drops from +0.0041 to +0.0011 with the
+  denoised guide);
 * candidates: every displacement d within the search window (|d_y|, |d_x| ≤ `window`) outside the exclusion
   zone around the patch itself (max(|d_y|, |d_x|) ≤ `exclusion` is not allowed: a match that close would leave
   the fingerprint nearly in register); ties go to the first displacement in row-major order;
 * output: each pixel is the mean of the p² values that the overlapping patches covering it propose (the usual
   PatchMatch "voting"), rounded later like every baseline.
 
-Choices the paper leaves open, taken here: exhaustive search instead of PatchMatch; patch 7, window 12, exclusion
-3 by default (a displacement of at least 4 pixels: beyond the PRNU's correlation length after demosaicing and
-JPEG); mirrored borders; mean voting. All are parameters.
+Choices the paper leaves open, taken here: exhaustive search instead of PatchMatch; similarity on a denoised
+guide; patch 5, window 8, exclusion 2 by default (a displacement of at least 3 pixels, beyond the PRNU's
+correlation length after demosaicing and JPEG; 256² Dresden crops: 36.3 dB; patch 3: 38.5 dB, patch 7 with
+window 12: 35.0 dB); mirrored borders; mean voting. All are parameters.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dippas_jax.evaluation.baselines import common
+from dippas_jax.prnu import denoise
 
 
 class DesyncResult(NamedTuple):
@@ -52,18 +58,20 @@ def _box_sum(x: jax.Array, size: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("patch", "window", "exclusion"))
-def _desync(x: jax.Array, *, patch: int, window: int, exclusion: int) -> tuple[jax.Array, jax.Array]:
+def _desync(x: jax.Array, guide: jax.Array, *, patch: int, window: int,
+            exclusion: int) -> tuple[jax.Array, jax.Array]:
   n, h, w, _ = x.shape
   half = patch // 2
   margin = window + 2 * half
-  padded = jnp.pad(x, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="symmetric")
+  pad = lambda a: jnp.pad(a, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="symmetric")  # noqa: E731
+  padded, guided = pad(x), pad(guide)
   core = lambda a, dy, dx, extra: jax.lax.dynamic_slice(  # noqa: E731  the H + 2·extra region shifted by d
       a, (0, margin - extra + dy, margin - extra + dx, 0), (n, h + 2 * extra, w + 2 * extra, 3))
-  centre = core(padded, 0, 0, half)
+  centre = core(guided, 0, 0, half)
   displacements = _displacements(window, exclusion)
 
   def best(carry, d):  # running minimum of the patch SSD over the displacements
-    cost = _box_sum(jnp.sum(jnp.square(core(padded, d[0], d[1], half) - centre), axis=-1), patch)
+    cost = _box_sum(jnp.sum(jnp.square(core(guided, d[0], d[1], half) - centre), axis=-1), patch)
     better = cost < carry[0]
     return (jnp.where(better, cost, carry[0]), jnp.where(better[..., None], d, carry[1])), None
 
@@ -80,8 +88,8 @@ def _desync(x: jax.Array, *, patch: int, window: int, exclusion: int) -> tuple[j
   return total / (patch * patch), jnp.mean(shift, axis=(1, 2))
 
 
-def patch_desync(images, *, fingerprint=None, patch: int = 7, window: int = 12,
-                 exclusion: int = 3) -> DesyncResult:
+def patch_desync(images, *, fingerprint=None, patch: int = 5, window: int = 8, exclusion: int = 2,
+                 guide_sigma: float = 3.0) -> DesyncResult:
   """Patch-based desynchronization (module docstring): every p×p patch replaced by its most similar patch at a
   displacement beyond `exclusion` and within `window`, overlapping proposals averaged.
 
@@ -92,6 +100,7 @@ def patch_desync(images, *, fingerprint=None, patch: int = 7, window: int = 12,
     patch: p, odd patch side.
     window: the search radius (pixels, Chebyshev).
     exclusion: displacements with max(|dy|, |dx|) ≤ exclusion are not candidates.
+    guide_sigma: σ of the wavelet denoiser applied to the photo the similarity is measured on (0: the photo).
 
   Returns:
     `DesyncResult` (image clipped to [0, 255]).
@@ -102,5 +111,6 @@ def patch_desync(images, *, fingerprint=None, patch: int = 7, window: int = 12,
     raise ValueError(f"patch must be an odd size ≥ 1, got {patch}")
   if not 0 <= exclusion < window:
     raise ValueError(f"need 0 ≤ exclusion < window, got exclusion {exclusion}, window {window}")
-  image, shift = _desync(x, patch=int(patch), window=int(window), exclusion=int(exclusion))
+  guide = jnp.clip(denoise.denoise(x, sigma=float(guide_sigma)), 0.0, 255.0) if guide_sigma > 0 else x
+  image, shift = _desync(x, guide, patch=int(patch), window=int(window), exclusion=int(exclusion))
   return DesyncResult(image=jnp.clip(image, 0.0, 255.0), mean_shift=shift)
