@@ -3,7 +3,8 @@
 An argument is a comma-separated list of tokens: at most one base name (a key of the config's `BASES`) and any
 number of `field=value` overrides, where `field` is a dotted path into the config (`dip.injection=none`) or a
 short alias the config declares (`injection=none`). Values are converted to the type of the field they replace
-(bool: true/false/1/0; int; float; str); tuple fields are set with --config.field='(a,b)' on the command line.
+(bool: true/false/1/0; int; float; str; a tuple as slash-separated values, `dip.model.filters=16/32/64`,
+empty for `()`).
 Unknown bases, unknown fields and badly typed values are `ValueError`s that say what is accepted.
 """
 
@@ -35,7 +36,11 @@ def _convert(current: Any, value: str, path: str) -> Any:
       raise ValueError(f"config field {path} is a bool; got {value!r} (use true or false)")
     return value.lower() in _TRUE
   if isinstance(current, (tuple, list)):
-    raise ValueError(f"config field {path} is a tuple; set it with --config.{path}='(a,b)'")
+    kind = type(current[0]) if current else float
+    try:
+      return tuple(kind(v) for v in value.split("/") if v)
+    except ValueError:
+      raise ValueError(f"config field {path} is a tuple of {kind.__name__}; got {value!r} (use a/b/c)") from None
   try:
     return type(current)(value)
   except ValueError:
