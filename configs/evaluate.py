@@ -10,8 +10,8 @@ Arg of `get_config` (configs/arguments.py): a base, optionally `ablation=NAME`, 
 Bases:
   ''/'paper'  the paper's protocol: 512² centre crops, the paper DIP (anonymize config ''), the B/τ sweep of the
               paper's Figs. 10–13 (B ∈ {32, 64, 128, 256, 512} × L = 50 × τ ∈ {37, 38, 39, 40}); a GPU job.
-  'cpu'       a CPU-feasible protocol for the 16 shared Dresden photos: 128² crops, the anonymize config 'cpu',
-              the DIPPAS sweep B ∈ {32, 64, 128} × L ∈ {1, 10} × τ ∈ {37, 38}.
+  'cpu'       a CPU-feasible protocol for the 16 shared Dresden photos: 128² crops, the anonymize config 'cpu'
+              (the CPU recipe), the DIPPAS sweep B ∈ {32, 64, 128} × L ∈ {1, 10} × τ ∈ {37, 38, 39}.
   'cpu256'    the same at 256² crops (B ∈ {32, 64, 256}).
   'cpu512'    the paper's 512² crops for the baselines only (DIPPAS at 512² wants a GPU: add 'dippas' to
               --methods there).
@@ -25,6 +25,9 @@ Ablations (`ablation=NAME`; methods become 'original', 'dippas' and the variants
   injection   'dippas' (injection 'paper') against 'dippas_injection_none' and 'dippas_injection_legacy'.
   optimizer   'dippas' (torch-style AMSGrad) against 'dippas_adam', 'dippas_adamw' and 'dippas_sgd'.
   rank_key    'dippas' (the paper's key) against 'dippas_abs' (|NCC| first).
+  recipe      'dippas' (the CPU recipe) against 'dippas_paper_cold' (the paper's optimization: lr 1e-3, input
+              perturbation 0.1, τ_stop 39, ≤ 2,000 iterations, floor rounding, τ 37) and 'dippas_lr_only' (that
+              with only the recipe's learning rate and warm-up).
 The B/L/τ ablations are one optimization per image (every point of the sweep comes from the same run); the others
 are one optimization per variant.
 
@@ -43,7 +46,7 @@ from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.configs import arguments
 
 BASES = ("", "paper", "cpu", "cpu256", "cpu512", "tiny")
-ABLATIONS = ("block_size", "num_blocks", "tau", "mode", "injection", "optimizer", "rank_key")
+ABLATIONS = ("block_size", "num_blocks", "tau", "mode", "injection", "optimizer", "rank_key", "recipe")
 _VARIANTS = {
     "mode": {"dippas_blind": "mode=blind"},
     "injection": {"dippas_injection_none": "dip.injection=none",
@@ -52,16 +55,34 @@ _VARIANTS = {
                   "dippas_sgd": "dip.optimizer.name=sgd"},
     "rank_key": {"dippas_abs": "rank_key=abs"},
 }
+
+
+def _recipe_variants() -> dict[str, str]:
+  """'dippas_paper_cold': the fields of the CPU recipe back at the paper's values (anonymize 'paper_cpu');
+  'dippas_lr_only': the same with only the recipe's learning rate and warm-up."""
+  paper = anonymize_config.get_config("paper_cpu")
+  def value(field):
+    v = paper
+    for part in field.split("."):
+      v = v[part]
+    return "/".join(map(str, v)) if isinstance(v, tuple) else str(v)
+  lr = ("dip.optimizer.learning_rate", "dip.optimizer.warmup_steps")
+  cold = {f: value(f) for f in anonymize_config.CPU_RECIPE}
+  lr_only = {**cold, **{f: str(anonymize_config.CPU_RECIPE[f]) for f in lr}}
+  return {name: ",".join(f"{f}={v}" for f, v in fields.items())
+          for name, fields in (("dippas_paper_cold", cold), ("dippas_lr_only", lr_only))}
+
+
+_VARIANTS["recipe"] = _recipe_variants()
 # Per base: the crop, the anonymize config of DIPPAS and its overrides, other field overrides.
 _BASE_FIELDS = {
     "": {},
-    "cpu": {"crop": (128, 128), "dippas.batch_size": 8, "dippas.trace_every": 0, "dippas.block_size": 32,
-            "dippas.num_blocks": 10, "dippas.tau": 38.0, "dippas.sweep.block_sizes": (32, 64, 128),
-            "dippas.sweep.num_blocks": (1, 10), "dippas.sweep.taus": (37.0, 38.0)},
+    "cpu": {"crop": (128, 128), "dippas.batch_size": 8, "dippas.trace_every": 0,
+            "dippas.sweep.block_sizes": (32, 64, 128), "dippas.sweep.num_blocks": (1, 10),
+            "dippas.sweep.taus": (37.0, 38.0, 39.0)},
     "cpu256": {"crop": (256, 256), "batch_size": 4, "dippas.batch_size": 4, "dippas.trace_every": 0,
-               "dippas.block_size": 64, "dippas.num_blocks": 10, "dippas.tau": 38.0,
                "dippas.sweep.block_sizes": (32, 64, 256), "dippas.sweep.num_blocks": (1, 10),
-               "dippas.sweep.taus": (37.0, 38.0)},
+               "dippas.sweep.taus": (37.0, 38.0, 39.0)},
     "cpu512": {"crop": (512, 512), "batch_size": 4,
                "methods": ("original", "adaptive_prnu_removal", "fingerprint_subtraction", "wavelet_denoising",
                            "inpainting", "patch_desync")},

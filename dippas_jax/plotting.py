@@ -151,7 +151,7 @@ def plot_photo_report(path, original: np.ndarray, anonymized: np.ndarray, ncc_be
     ax.set_title(f"{label} (mean {np.nanmean(values):+.4f})")
   fig.colorbar(shown, ax=axes[1, 1], fraction=0.046, pad=0.02, label="NCC(W, gray·K) per block")
   axes[1, 2].axis("off")
-  axes[1, 2].text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=10, family="monospace",
+  axes[1, 2].text(0.12, 1.0, "\n".join(lines), va="top", ha="left", fontsize=10, family="monospace",
                   transform=axes[1, 2].transAxes)
   for ax in axes.ravel()[:5]:
     ax.set_xticks([])

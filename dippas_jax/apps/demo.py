@@ -13,14 +13,17 @@ _CONFIG = common.define_config("config", common.config_path("prnu"), "PRNU confi
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output folder.")
 _SIZE = flags.DEFINE_integer("size", 256, "Synthetic photo size (pixels, square).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic camera.")
+_PRNU_STD = flags.DEFINE_float("prnu_std", demo_job.PRNU_STD, "Std of the synthetic fingerprints (0.003 = 0.3 %, "
+                               "as real cameras; larger = easier attribution).", lower_bound=0.0)
 _ANONYMIZE = common.define_config("anonymize", common.config_path("anonymize") + ":demo",
                                   "Anonymization config of the demo photo.")
 _SKIP_ANONYMIZE = flags.DEFINE_boolean("skip_anonymize", False, "Only the fingerprint/attribution part.")
 
 
 def _job():
+  anonymize_config = None if _SKIP_ANONYMIZE.value else _ANONYMIZE.value
   return demo_job.demo_job(workdir=_WORKDIR.value, config=_CONFIG.value, size=_SIZE.value, seed=_SEED.value,
-                    anonymize_config=None if _SKIP_ANONYMIZE.value else _ANONYMIZE.value)
+                           prnu_std=_PRNU_STD.value, anonymize_config=anonymize_config)
 
 
 run = common.command(_job, __name__, [_CONFIG, _ANONYMIZE])

@@ -127,8 +127,8 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
   result = dip.optimize(images, k_ref, settings=dip.DipSettings.from_config(config.dip), seed=seed,
                         image_ids=image_ids, hook=hook, on_chunk=on_chunk, mesh=mesh)
   cands: candidates.Candidates = result.state.candidates
-  level = int(config.saturated_level)
-  outputs = {key: keep_saturated(images, np.asarray(v)[:n], level=level)
+  outputs = {key: restore_from_original(images, np.asarray(v)[:n], saturated_level=int(config.saturated_level),
+                                        max_change=int(config.max_change))
              for key, v in candidates.finalize_candidates(cands, hook).items()}
   pools = {key: np.asarray(v)[:n] for key, v in candidates.pool_sizes(cands).items()}
   return AnonymizeResult(
@@ -138,14 +138,24 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
       pool_sizes=pools, init_s=result.init_s, run_s=result.run_s)
 
 
-def keep_saturated(originals: np.ndarray, outputs: np.ndarray, *, level: int) -> np.ndarray:
-  """`outputs` with every channel value of `originals` at or above `level` copied from the original (level 0:
-  unchanged). A clipped channel carries no PRNU (the fingerprint estimator masks saturated pixels for the same
-  reason), and a DIP output reproduces it poorly (the sigmoid never reaches 1): copying it back costs no
-  anonymity and saves PSNR on blown highlights."""
-  if level <= 0:
-    return outputs
-  return np.where(originals >= level, originals, outputs).astype(np.uint8)
+def restore_from_original(originals: np.ndarray, outputs: np.ndarray, *, saturated_level: int = 0,
+                          max_change: int = 0) -> np.ndarray:
+  """`outputs` uint8[N, H, W, 3] with values copied back from `originals` (0 turns a rule off):
+
+  - `saturated_level`: every channel value of the original at or above it. A clipped channel carries no PRNU (the
+    fingerprint estimator masks saturated pixels for the same reason), and a DIP output reproduces it poorly (the
+    sigmoid never reaches 1): copying it back costs no anonymity and saves PSNR on blown highlights.
+  - `max_change`: every pixel with a channel that differs from the original by more than this many grey levels.
+    An output unit stuck in the sigmoid's saturation leaves a black or white dot that the PSNR hardly sees but a
+    person does; a few restored pixels carry a negligible share of the fingerprint.
+  """
+  out = outputs
+  if saturated_level > 0:
+    out = np.where(originals >= saturated_level, originals, out)
+  if max_change > 0:
+    change = np.abs(out.astype(np.int16) - originals.astype(np.int16)).max(axis=-1, keepdims=True)
+    out = np.where(change > max_change, originals, out)
+  return np.asarray(out, np.uint8)
 
 
 def ncc_scores(images: np.ndarray, fingerprint: np.ndarray, *, sigma: float) -> np.ndarray:

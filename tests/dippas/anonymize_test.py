@@ -67,9 +67,18 @@ def test_two_calls_compile_the_runner_once(monkeypatch):
   assert anonymize.make_hook(config, height=64, width=64) == anonymize.make_hook(config, height=64, width=64)
 
 
-def test_keep_saturated_copies_only_clipped_channels():
+def test_restore_from_original_copies_only_clipped_channels():
   original = np.array([[[255, 10, 255], [254, 254, 254]]], np.uint8)[None]
   output = np.array([[[250, 12, 249], [251, 250, 252]]], np.uint8)[None]
-  kept = anonymize.keep_saturated(original, output, level=255)
+  kept = anonymize.restore_from_original(original, output, saturated_level=255)
   np.testing.assert_array_equal(kept, [[[[255, 12, 255], [251, 250, 252]]]])
-  np.testing.assert_array_equal(anonymize.keep_saturated(original, output, level=0), output)
+  np.testing.assert_array_equal(anonymize.restore_from_original(original, output), output)
+
+
+def test_restore_from_original_copies_whole_pixels_changed_beyond_max_change():
+  original = np.array([[[20, 20, 20], [200, 100, 50], [0, 255, 9]]], np.uint8)[None]
+  output = np.array([[[0, 18, 21], [190, 110, 50], [10, 245, 0]]], np.uint8)[None]  # changes 20 / 10 / 10
+  kept = anonymize.restore_from_original(original, output, max_change=10)
+  np.testing.assert_array_equal(kept, [[[[20, 20, 20], [190, 110, 50], [10, 245, 0]]]])  # only > 10 restored
+  np.testing.assert_array_equal(anonymize.restore_from_original(original, output, max_change=9)[0, 0, 1:],
+                                original[0, 0, 1:])
