@@ -147,12 +147,18 @@ def _per_photo_table(workdir: pathlib.Path, label: str) -> list[str]:
     rows = [r for r in csv.DictReader(f) if r["method"] == method and r["config"] == config]
   if not rows:
     raise ValueError(f"no rows of {label} in {workdir / 'results.csv'}")
+  runs = workdir / "images" / method / "_runs"  # the DIP record of each photo (iterations, batch seconds)
   lines = [f"Per photo, `{label}` (NCC = Eq. 2 with the device fingerprint; band = 99th percentile of |NCC| of the "
-           "other devices' original photos with it):", "",
-           "| photo | PSNR (dB) | NCC before → after | band | in band |", "|---|---:|---|---:|:---:|"]
+           "other devices' original photos with it; s/photo = its batch's DIP seconds / photos in the batch):", "",
+           "| photo | PSNR (dB) | NCC before → after | band | in band | iterations | s/photo |",
+           "|---|---:|---|---:|:---:|---:|---:|"]
   for r in rows:
+    run = json.loads((runs / f"{r['image']}.json").read_text()) if (runs / f"{r['image']}.json").is_file() else {}
+    its = run.get("iterations", "n/a")
+    secs = _f(run["batch_seconds"] / run["batch_images"], ".1f") if run else "n/a"
     lines.append(f"| {r['image']} | {float(r['psnr']):.2f} | {float(r['ncc_original']):+.4f} → "
-                 f"{float(r['ncc']):+.4f} | {float(r['band']):.4f} | {'yes' if r['in_band'] == 'True' else 'NO'} |")
+                 f"{float(r['ncc']):+.4f} | {float(r['band']):.4f} | {'yes' if r['in_band'] == 'True' else 'NO'} | "
+                 f"{its} | {secs} |")
   return lines + [""]
 
 

@@ -1,12 +1,18 @@
 """DIPPAS anonymization of arrays: synthetic ground truth, one compilation per run (the job: tests/jobs)."""
 
+import functools
+
 import numpy as np
+import pytest
 
 from dippas_jax import synthetic
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.dippas import anonymize
 from dippas_jax.dippas.dip import runner as runner_lib
 from dippas_jax.prnu import metrics
+
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("dippas_anonymize")
 
 
 def _fast_config():
@@ -49,6 +55,7 @@ def test_two_calls_compile_the_runner_once(monkeypatch):
   def counting(settings, hook):
     chunk = make_chunk(settings, hook)
 
+    @functools.wraps(chunk)  # the same name, hence the same program (and persistent-cache entry) as unwrapped
     def traced(*args):
       traces.append(1)
       return chunk(*args)
@@ -57,12 +64,12 @@ def test_two_calls_compile_the_runner_once(monkeypatch):
 
   monkeypatch.setattr(runner_lib, "_make_chunk", counting)
   runner_lib._build_runner_cached.cache_clear()
-  data = synthetic.make_dataset(seed=2, num_devices=1, num_flatfield=0, num_natural=2, height=64, width=64)
+  data = synthetic.make_dataset(seed=2, num_devices=1, num_flatfield=0, num_natural=4, height=64, width=64)
   config = _fast_config()
-  config.dip.max_steps = 4
-  config.dip.runner.chunk_size = 2
-  for i in range(2):
-    anonymize.anonymize(data.natural[i:i + 1], data.prnu[0], config=config, image_ids=[i])
+  config.dip.max_steps = 4  # data, not part of the program: the runner (and its persistent-cache entry) of
+  # the test above serves here too
+  for i in (0, 2):
+    anonymize.anonymize(data.natural[i:i + 2], data.prnu[0], config=config, image_ids=[i, i + 1])
   assert len(traces) == 1
   assert anonymize.make_hook(config, height=64, width=64) == anonymize.make_hook(config, height=64, width=64)
 

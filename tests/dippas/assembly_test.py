@@ -12,6 +12,9 @@ from dippas_jax.dippas import assembly
 from dippas_jax.dippas import candidates
 from dippas_jax.dippas import topl
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("assembly")
+
 NAN = np.nan
 
 

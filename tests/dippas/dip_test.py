@@ -22,6 +22,9 @@ import pytest
 from dippas_jax.dippas import dip
 from dippas_jax.prnu import metrics
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("dip")
+
 SIZE = 16
 NUM_IMAGES = 3
 CHUNK = 4

@@ -12,6 +12,9 @@ from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
 from dippas_jax import synthetic
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("baselines")
+
 
 # --------------------------------------------------------------------------------------------------- helpers
 def test_to_uint8_clips_and_rounds_half_to_even():

@@ -18,6 +18,10 @@ from dippas_jax.jobs import anonymize as anonymize_job
 from dippas_jax.jobs import common
 from dippas_jax.prnu import metrics
 
+# One xdist worker runs this module (`--dist loadgroup`): the `first_run` fixture and the compiled runner of
+# `_config()` are then made once, and every in-process run below reuses them.
+pytestmark = pytest.mark.xdist_group("anonymize_job")
+
 
 def _config(**fields):
   """The tiny DIP for 64² crops, 20 iterations, two photos per batch (one compiled runner for the module)."""
@@ -127,22 +131,31 @@ def test_changed_settings_or_source_are_recomputed_not_reported_done(photos, fir
   digest = lambda config: anonymize_job.settings_digest(config, seed=0, fingerprint_sha="k", eval_sha=None)  # noqa
   assert digest(_config()) == digest(_config(batch_size=1))  # batching does not change a photo's result
   assert digest(_config()) != digest(_config(tau=13.0))
-  one = tmp_path / "one"
+  one = tmp_path / "one"  # two photos: one batch of the module's runner (batch size 2)
   one.mkdir()
   (one / "x.png").write_bytes((photos / "b" / "IMG_0002.png").read_bytes())
+  (one / "y.png").write_bytes((photos / "c" / "grey.png").read_bytes())
   k = str(photos.parent / "k.npy")
   _run_job(one, tmp_path / "w", fingerprint=k)
-  summary = _run_job(one, tmp_path / "w", _config(tau=13.0), fingerprint=k)  # another τ: the stored result is stale
-  assert summary["recomputed"] == 1 and summary["done_before"] == 0
-  assert json.loads((tmp_path / "w/x_png/report.json").read_text())["primary_setting"]["tau"] == 13.0
+  before = json.loads((tmp_path / "w/x_png/report.json").read_text())
+  # Another seed (like another τ above, but without compiling another runner): the stored result is stale.
+  summary = _run_job(one, tmp_path / "w", fingerprint=k, seed=1)
+  assert summary["recomputed"] == 2 and summary["done_before"] == 0
+  after = json.loads((tmp_path / "w/x_png/report.json").read_text())
+  assert after["settings_sha256"] != before["settings_sha256"] and after["psnr"] != before["psnr"]
   assert "recomputing" in capsys.readouterr().out
 
 
 def test_missing_the_quality_target_is_reported(photos, tmp_path, capsys):
-  single = f"{photos / 'b' / 'IMG_0002.png'}"
-  summary = _run_job(single, tmp_path, _config(tau=60.0), fingerprint=str(photos.parent / "k.npy"))  # no candidate can reach 60 dB
-  assert summary["below_target"] == ["IMG_0002_png"] and common.exit_code(summary) == 1
-  report = json.loads((tmp_path / "IMG_0002_png" / "report.json").read_text())
+  # A one-pixel checkerboard of 0 and 255: no image the DIP can fit in 20 iterations is near it (the best
+  # constant image is 6 dB away), so no candidate reaches τ = 12 dB.
+  checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+  io.write_png(tmp_path / "checker.png", np.repeat(checker[..., None], 3, axis=-1))
+  summary = _run_job(f"{tmp_path / 'checker.png'},{photos / 'b' / 'IMG_0002.png'}", tmp_path / "out",
+                     fingerprint=str(photos.parent / "k.npy"))
+  assert [name.rsplit("/", 1)[-1] for name in summary["below_target"]] == ["checker_png"]
+  assert common.exit_code(summary) == 1
+  report = json.loads(next((tmp_path / "out").rglob("checker_png/report.json")).read_text())
   assert not report["quality_target_met"] and report["candidates_above_tau"] == 0
   assert "below the quality target" in capsys.readouterr().err
 
@@ -170,18 +183,21 @@ def _command(*args):
 def test_command_kill_and_resume(photos, tmp_path):
   (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
   work = tmp_path / "out"
+  # The settings of `_config()`: the command finds the runner that `first_run` compiled in the persistent cache.
   args = [f"--inputs={photos / 'a'},{photos / 'b'},{photos / 'broken.jpg'}", f"--fingerprint={photos.parent / 'k.npy'}",
           f"--workdir={work}", f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=20",
-          "--config.batch_size=1", "--config.tau=12"]
+          "--config.dip.runner.chunk_size=10", "--config.batch_size=2", "--config.trace_every=5", "--config.tau=12"]
   try:
     proc = _command(*args)
     deadline = time.time() + 240
     while not (work / "a/IMG_0001_jpg/report.json").exists() and proc.poll() is None and time.time() < deadline:
-      time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)  # Killed mid-run: the first photo done, the others not.
+      time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # Killed mid-run: the first photo done, the last one not.
     proc.wait()
-    (work / "b/IMG_0001_jpg").mkdir(parents=True, exist_ok=True)
-    (work / "b/IMG_0001_jpg/.anonymized.png.999.partial").write_bytes(b"")  # what a kill -9 mid-write leaves
+    done = len(list(work.rglob("report.json")))
+    assert 1 <= done < 3, "the kill did not land mid-run"
+    (work / "b/IMG_0002_png").mkdir(parents=True, exist_ok=True)
+    (work / "b/IMG_0002_png/.anonymized.png.999.partial").write_bytes(b"")  # what a kill -9 mid-write leaves
     first = (work / "a/IMG_0001_jpg/report.json").stat().st_mtime_ns
     proc = _command(*args)
     out, err = proc.communicate(timeout=300)
@@ -189,13 +205,14 @@ def test_command_kill_and_resume(photos, tmp_path):
     (photos / "broken.jpg").unlink()
   assert proc.returncode == 1, err  # broken.jpg is reported and skipped; the others are done.
   assert "broken.jpg" in err and "Traceback" not in err and "UserWarning" not in err
-  assert "4 photos in 4 batches" in out and "already done 1" in out
+  assert "4 photos in 2 batches" in out and f"already done {done}" in out
   assert (work / "a/IMG_0001_jpg/report.json").stat().st_mtime_ns == first  # Not recomputed.
   assert not list(work.rglob("*.partial")), "temporary files left behind"
   summary = json.loads((work / "summary.json").read_text())
-  assert summary["anonymized"] == 2 and summary["done_before"] == 1 and len(summary["skipped"]) == 1
+  assert summary["anonymized"] == 3 - done and summary["done_before"] == done and len(summary["skipped"]) == 1
 
 
+@pytest.mark.slow  # 95 s on 2 cores: two processes each compile the runner (`pytest -m slow`)
 def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
   """Two local CPU processes in JAX's multi-process runtime: each takes its batches; together every photo is
   anonymized exactly once."""

@@ -20,6 +20,9 @@ from dippas_jax.prnu import attribution
 from dippas_jax.prnu import fingerprint
 from dippas_jax.prnu import metrics
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("evaluate_job")
+
 # Photos per device kept in the manifest: unequal, so that the protocol counts are not symmetric.
 _PER_DEVICE = (3, 2, 1)
 _BASELINES = ("original", "fingerprint_subtraction", "wavelet_denoising", "inpainting")
@@ -260,7 +263,7 @@ def test_method_configs_and_ablations():
                          ("inpainting", "block3_no_edge_restoration"), ("inpainting", "block5_edge_restoration"),
                          ("inpainting", "block5_no_edge_restoration"), ("patch_desync", "patch3")]
   dippas = [m for m in mcs if m.method == "dippas"]
-  assert len(dippas) == 3 * 2 * 2 and dippas[0].setting == (32, 1, 37.0) and dippas[-1].label == "B128_L10_tau38"
+  assert len(dippas) == 3 * 2 * 3 and dippas[0].setting == (32, 1, 37.0) and dippas[-1].label == "B128_L10_tau39"
   assert mcs[3].options == {"crop": (128, 128), "passes": 1, "sigma": 3.0}
 
   assert evaluate_config.get_config("paper").crop == (512, 512)

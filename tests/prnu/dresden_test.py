@@ -16,6 +16,9 @@ from dippas_jax.jobs import attribute as attribute_job
 from dippas_jax.jobs import fingerprint as fingerprint_job
 from dippas_jax.configs import prnu as prnu_config
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
+pytestmark = pytest.mark.xdist_group("dresden")
+
 DEVICES = ("Nikon_D200_0", "Nikon_D200_1", "Nikon_D70_0", "Nikon_D70_1", "Nikon_D70s_0", "Nikon_D70s_1")
 
 
