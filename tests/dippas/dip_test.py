@@ -30,7 +30,7 @@ NUM_IMAGES = 3
 CHUNK = 4
 CAP = 64  # capacity of the recording hook (steps)
 TINY = dip.DipSettings(filters=(4, 8, 8), skips=(4, 4), input_depth=32, chunk_size=CHUNK,
-                       perturbation="projected", projected_min_size=0, conv_impl="gemm")
+                       perturbation="projected", projected_min_size=0, conv_impl="gemm", fast_compile=True)
 
 
 def make_images(n=NUM_IMAGES, size=SIZE, seed=0):
@@ -351,6 +351,20 @@ def test_gpu_defaults_agree_with_the_cpu_formulation(data, free_run, rounding_no
   got, got_params, _ = run(dip.build_runner(gpu), images, fingerprints, [0, 1, 2], chunks=2)
   assert_same_up_to_rounding(got["loss"][..., None], want["loss"][..., None], loss_noise)
   assert_same_up_to_rounding(got_params[-1], want_params[-1], params_noise)
+
+
+def test_fast_compile_computes_what_the_default_compilation_does(data, free_run, rounding_noise):
+  """Every other runner test compiles with `fast_compile` (XLA backend optimization level 0); users' runs do not.
+  The two compilations of the same step agree up to float32 rounding noise."""
+  assert dip.compiler_options(TINY) == {"xla_backend_optimization_level": 0}
+  assert dip.compiler_options(dataclasses.replace(TINY, fast_compile=False)) is None
+  images, fingerprints, _ = data
+  loss_noise, params_noise = rounding_noise
+  want, want_params, _ = free_run
+  got, got_params, _ = run(dip.build_runner(dataclasses.replace(TINY, fast_compile=False)), images, fingerprints,
+                           [0, 1, 2], chunks=2)
+  assert_same_up_to_rounding(got["loss"][..., None], want["loss"][:, :got["loss"].shape[1], None], loss_noise)
+  assert_same_up_to_rounding(got_params[-1], want_params[1], params_noise)
 
 
 def test_compiles_once(runner3):

@@ -212,7 +212,6 @@ def test_command_kill_and_resume(photos, tmp_path):
   assert summary["anonymized"] == 3 - done and summary["done_before"] == done and len(summary["skipped"]) == 1
 
 
-@pytest.mark.slow  # 95 s on 2 cores: two processes each compile the runner (`pytest -m slow`)
 def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
   """Two local CPU processes in JAX's multi-process runtime: each takes its batches; together every photo is
   anonymized exactly once."""
@@ -222,8 +221,10 @@ def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
     port = s.getsockname()[1]
   work = tmp_path / "out"
   common_args = [f"--inputs={photos}/**/*", f"--fingerprint={photos.parent / 'k.npy'}", f"--workdir={work}",
-                 f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=10", "--config.batch_size=1",
-                 "--config.tau=5", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+                 f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=20",
+                 "--config.dip.runner.chunk_size=10", "--config.batch_size=2", "--config.trace_every=5",
+                 "--config.tau=12",  # `_config()`: each process loads the module's runner from the persistent cache
+                 f"--coordinator_address=localhost:{port}", "--num_processes=2"]
   procs = [_command(*common_args, f"--process_id={i}") for i in range(2)]
   outputs = [p.communicate(timeout=300) for p in procs]
   for p, (_, err) in zip(procs, outputs):

@@ -31,6 +31,7 @@ from dippas_jax.dippas.dip.runner import DipInputs as DipInputs
 from dippas_jax.dippas.dip.runner import DipRunner as DipRunner
 from dippas_jax.dippas.dip.runner import DipState as DipState
 from dippas_jax.dippas.dip.runner import build_runner as build_runner
+from dippas_jax.dippas.dip.runner import compiler_options as compiler_options
 from dippas_jax.dippas.dip.runner import make_mesh as make_mesh
 from dippas_jax.dippas.dip.runner import quantize_u8 as quantize_u8
 from dippas_jax.dippas.dip.settings import BATCHINGS as BATCHINGS

@@ -325,6 +325,11 @@ def _build_runner_cached(settings, hook, mesh):
   return _build_runner(settings, hook, mesh, None)
 
 
+def compiler_options(settings: DipSettings) -> dict | None:
+  """XLA options of the runner's jits: backend optimization level 0 with `fast_compile` (tests, smoke runs)."""
+  return {"xla_backend_optimization_level": 0} if settings.fast_compile else None
+
+
 def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
   """The jitted init (module docstring), one compile per injection mode and per params0 given or not."""
   tx = optim.make_optimizer(settings.optimizer,
@@ -361,7 +366,7 @@ def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
     params_sharding = sharding if with_params else None
     return jax.jit(functools.partial(init, injection=injection),
                    in_shardings=(None,) + (sharding,) * 5 + (None, None, params_sharding, None),
-                   out_shardings=sharding)
+                   out_shardings=sharding, compiler_options=compiler_options(settings))
 
   def init_jit(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, *, injection):
     return init_for(injection, params0 is not None)(seed, image_ids, images, images_u8, fingerprints, active,
@@ -381,6 +386,7 @@ def _build_runner(settings: DipSettings, hook, mesh: Mesh, wrap_chunk_fn) -> Dip
   chunk_fn = jax.shard_map(local_chunk, mesh=mesh, in_specs=(spec, spec), out_specs=(spec, spec), check_vma=False)
   # Explicit shardings: on a 1-device mesh XLA would otherwise return some outputs as replicated, and the next
   # call would compile again for the new input shardings.
-  run_chunk = jax.jit(chunk_fn, donate_argnums=0, in_shardings=sharding, out_shardings=sharding)
+  run_chunk = jax.jit(chunk_fn, donate_argnums=0, in_shardings=sharding, out_shardings=sharding,
+                      compiler_options=compiler_options(settings))
   return DipRunner(settings=settings, mesh=mesh, init_fn=_make_init(settings, hook, sharding), run_chunk=run_chunk,
                    chunk_fn=chunk_fn, param_spec=pspec, stats_spec=sspec)

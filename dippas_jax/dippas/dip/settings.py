@@ -119,6 +119,7 @@ class DipSettings:
   max_steps: int = _field(10001, "max_steps")
   chunk_size: int = _field(50, "runner.chunk_size")
   batching: str = _field("vmap", "runner.batching")
+  fast_compile: bool = _field(False, "runner.fast_compile")
 
   from_config = classmethod(_from_config)
 
