@@ -353,6 +353,7 @@ def test_gpu_defaults_agree_with_the_cpu_formulation(data, free_run, rounding_no
   assert_same_up_to_rounding(got_params[-1], want_params[-1], params_noise)
 
 
+@pytest.mark.slow  # one full-optimization compile (~30 s on 2 cores): `pytest -m slow`, kept out of CI's 10 minutes
 def test_fast_compile_computes_what_the_default_compilation_does(data, free_run, rounding_noise):
   """Every other runner test compiles with `fast_compile` (XLA backend optimization level 0); users' runs do not.
   The two compilations of the same step agree up to float32 rounding noise."""
@@ -398,6 +399,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with 4 forced devices compiles its own runner (~25 s): `pytest -m slow`
 def test_sharded_over_4_devices_equals_1_device(free_run, rounding_noise, tmp_path):
   history, params, _ = free_run
   out = tmp_path / "sharded.npz"
