@@ -153,7 +153,8 @@ def _per_photo_table(workdir: pathlib.Path, label: str) -> list[str]:
            "| photo | PSNR (dB) | NCC before → after | band | in band | iterations | s/photo |",
            "|---|---:|---|---:|:---:|---:|---:|"]
   for r in rows:
-    run = json.loads((runs / f"{r['image']}.json").read_text()) if (runs / f"{r['image']}.json").is_file() else {}
+    path = runs / f"{r['image']}.json"
+    run = json.loads(path.read_text()) if path.is_file() else {}
     its = run.get("iterations", "n/a")
     secs = _f(run["batch_seconds"] / run["batch_images"], ".1f") if run else "n/a"
     lines.append(f"| {r['image']} | {float(r['psnr']):.2f} | {float(r['ncc_original']):+.4f} → "

@@ -23,15 +23,16 @@ from dippas_jax.prnu import metrics
 pytestmark = pytest.mark.xdist_group("anonymize_job")
 
 
+# The tiny DIP for 64² crops, 20 iterations, two photos per batch: one compiled runner for the module, which the
+# commands below (given the same fields as flags) load from the persistent compilation cache. τ = 12 dB is reached
+# within 20 iterations of the tiny net.
+_FIELDS = {"dip.max_steps": 20, "dip.runner.chunk_size": 10, "batch_size": 2, "trace_every": 5, "tau": 12.0}
+_FLAGS = [f"--config={anonymize_config.__file__}:tiny"] + [f"--config.{k}={v}" for k, v in _FIELDS.items()]
+
+
 def _config(**fields):
-  """The tiny DIP for 64² crops, 20 iterations, two photos per batch (one compiled runner for the module)."""
   config = anonymize_config.get_config("tiny")
-  config.dip.max_steps = 20
-  config.dip.runner.chunk_size = 10
-  config.batch_size = 2
-  config.trace_every = 5
-  config.tau = 12.0  # reached within 20 iterations of the tiny net
-  for key, value in fields.items():
+  for key, value in {**_FIELDS, **fields}.items():
     anonymize_config.arguments.set_field(config, key, value)
   return config
 
@@ -183,10 +184,8 @@ def _command(*args):
 def test_command_kill_and_resume(photos, tmp_path):
   (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
   work = tmp_path / "out"
-  # The settings of `_config()`: the command finds the runner that `first_run` compiled in the persistent cache.
   args = [f"--inputs={photos / 'a'},{photos / 'b'},{photos / 'broken.jpg'}", f"--fingerprint={photos.parent / 'k.npy'}",
-          f"--workdir={work}", f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=20",
-          "--config.dip.runner.chunk_size=10", "--config.batch_size=2", "--config.trace_every=5", "--config.tau=12"]
+          f"--workdir={work}", *_FLAGS]
   try:
     proc = _command(*args)
     deadline = time.time() + 240
@@ -221,10 +220,7 @@ def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
     port = s.getsockname()[1]
   work = tmp_path / "out"
   common_args = [f"--inputs={photos}/**/*", f"--fingerprint={photos.parent / 'k.npy'}", f"--workdir={work}",
-                 f"--config={anonymize_config.__file__}:tiny", "--config.dip.max_steps=20",
-                 "--config.dip.runner.chunk_size=10", "--config.batch_size=2", "--config.trace_every=5",
-                 "--config.tau=12",  # `_config()`: each process loads the module's runner from the persistent cache
-                 f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+                 *_FLAGS, f"--coordinator_address=localhost:{port}", "--num_processes=2"]
   procs = [_command(*common_args, f"--process_id={i}") for i in range(2)]
   outputs = [p.communicate(timeout=300) for p in procs]
   for p, (_, err) in zip(procs, outputs):
