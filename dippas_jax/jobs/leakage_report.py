@@ -79,8 +79,8 @@ def _membership_figure(results: dict, out: pathlib.Path, dpi: int) -> pathlib.Pa
     for d in _values(rows, "detector"):
       xs, ys, es = _series(_rows(results, "membership", device=device, detector=d), "L", "auc", "auc_std")
       ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=d)
-    ax.axhline(0.5, color="0.7", lw=0.8, ls="--")
-    ax.set(xlabel="L", ylabel="membership AUC", title=f"{device} ({rows[0]['tile']}² tiles)", ylim=(0.45, 1.01))
+    low = min(0.95, float(np.nanmin([r["auc"] for r in results["membership"]])) - 0.03)
+    ax.set(xlabel="L", ylabel="membership AUC", title=f"{device} ({rows[0]['tile']}² tiles)", ylim=(low, 1.005))
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
   return _save(fig, out / "membership_auc_vs_L.png", dpi)

@@ -74,7 +74,7 @@ def test_plots_fig1_and_report(run):
                   "Table 2 design", "Membership inference on 16² tiles", "Mitigations", "Deviations from the paper",
                   "![fig1.png](fig1.png)"):
     assert heading in text, heading
-  assert "| paper (conference), L = 50 | dark | 50 | 1 | – | 0.794 |" in text
+  assert "| dark | 0.794 | 0.4399 |" in text  # The paper's Table 2 beside ours.
   again = leakage_markdown.from_workdir(workdir, figure_dir="results/leakage/", figures=["fig1.png"])
   assert "![fig1.png](results/leakage/fig1.png)" in again and "| synthetic_1 | split |" in again
 
