@@ -1,5 +1,6 @@
 """Evaluation config (`dippas-evaluate`): methods, their option sweeps, the crop and the embedded DIPPAS config.
 
+  dippas-evaluate --images=../shared/data/dresden/manifest.csv --workdir=runs/ev  # K split from its flat-fields
   dippas-evaluate --images=../shared/data/dresden/manifest.csv --fingerprints='fp/*_sigma3.npy' --workdir=runs/ev
   dippas-evaluate ... --config=configs/evaluate.py:cpu                      # the CPU protocol of RESULTS.md
   dippas-evaluate ... --config=configs/evaluate.py:cpu,ablation=block_size  # one DIPPAS ablation
@@ -13,9 +14,11 @@ Bases:
   'cpu'       a CPU-feasible protocol for the 16 shared Dresden photos: 128² crops, the anonymize config 'cpu'
               (the CPU recipe), the DIPPAS sweep B ∈ {32, 64, 128} × L ∈ {1, 10} × τ ∈ {37, 38, 39}.
   'cpu256'    the same at 256² crops (B ∈ {32, 64, 256}).
-  'cpu512'    the paper's 512² crops for the baselines only (DIPPAS at 512² wants a GPU: add 'dippas' to
-              --methods there).
-  'tiny'      tests: 64² crops, one option per baseline, the anonymize 'tiny' DIP with 40 iterations.
+  'cpu512'    the paper's 512² crops: the baselines and DIPPAS with the whole-photo recipe (anonymize 'photo':
+              each crop tiled in 128² tiles, as `dippas-anonymize` does a whole photo); the paper's own DIPPAS at
+              512² (anonymize 'paper') wants a GPU.
+  'tiny'      tests: 64² crops, one option per baseline, the anonymize 'tiny' DIP with 40 iterations, one resize,
+              a CPU-fast detector (32² tiles, 2 folds, 2 epochs).
 
 Ablations (`ablation=NAME`; methods become 'original', 'dippas' and the variants named):
   block_size  B ∈ {32, 64, 128, 256, 512} (those that divide the crop) at the base's L and τ.
@@ -83,9 +86,10 @@ _BASE_FIELDS = {
     "cpu256": {"crop": (256, 256), "batch_size": 4, "dippas.batch_size": 4, "dippas.trace_every": 0,
                "dippas.sweep.block_sizes": (32, 64, 256), "dippas.sweep.num_blocks": (1, 10),
                "dippas.sweep.taus": (37.0, 38.0, 39.0)},
-    "cpu512": {"crop": (512, 512), "batch_size": 4,
+    "cpu512": {"crop": (512, 512), "batch_size": 4, "dippas.trace_every": 0, "dippas.sweep.block_sizes": (),
+               "dippas.sweep.num_blocks": (), "dippas.sweep.taus": (),
                "methods": ("original", "adaptive_prnu_removal", "fingerprint_subtraction", "wavelet_denoising",
-                           "inpainting", "patch_desync")},
+                           "inpainting", "patch_desync", "dippas")},
     "tiny": {"crop": (64, 64), "batch_size": 4, "baselines.wavelet_denoising.passes": (1,),
              "baselines.inpainting.block": (3,), "baselines.inpainting.iterations": 4,
              "baselines.inpainting.edge_restoration": (True,), "baselines.inpainting.denoiser": "wavelet",
@@ -93,7 +97,11 @@ _BASE_FIELDS = {
              "baselines.adaptive_prnu_removal.iterations": 6, "baselines.fingerprint_subtraction.iterations": 6,
              "dippas.dip.max_steps": 40, "dippas.dip.runner.chunk_size": 20, "dippas.batch_size": 2,
              "dippas.num_blocks": 5, "dippas.tau": 20.0, "dippas.sweep.block_sizes": (16, 64),
-             "dippas.sweep.num_blocks": (1, 5), "dippas.sweep.taus": (20.0,)},
+             "dippas.sweep.num_blocks": (1, 5), "dippas.sweep.taus": (20.0,), "flatfield_crop": (64, 64),
+             "resize_scales": (0.5,),
+             "detector.tile": 32, "detector.max_tiles": 9, "detector.folds": 2, "detector.widths": (8, 16, 32),
+             "detector.stem_stride": 1, "detector.epochs": 2, "detector.batch_size": 8,
+             "detector.logistic_steps": 200},
 }
 
 
@@ -109,6 +117,42 @@ def _edges() -> config_dict.ConfigDict:
   edges.low_threshold = 0.05
   edges.high_threshold = 0.1
   return edges
+
+
+def _detector() -> config_dict.ConfigDict:
+  d = config_dict.ConfigDict()
+  # The (method, config) points it runs on: 'best' = per method the config of lowest pooled NCC AUC (the ROC
+  # plots' choice), 'all', or 'none'.
+  d.scope = "best"
+  # Seed of the folds, the tile subset, the initialisation and the batch order (recorded in summary.json).
+  d.seed = 0
+  # Detectors: 'resnet' (handcrafted residual features → a small ResNet), 'logistic' (residual statistics → a
+  # logistic classifier).
+  d.detectors = ("resnet", "logistic")
+  # Handcrafted features: 'spectrum' (the authors' 'wv_fft_wiener2') or 'residual' (Wiener-DFT residual).
+  d.features = "spectrum"
+  # σ (grey levels) of the wavelet denoiser, the first handcrafted layer.
+  d.sigma = 3.0
+  # Tile side and grid step (pixels).
+  d.tile = 64
+  d.stride = 16
+  # At most this many grid positions per photo (a seeded random subset when the grid is larger).
+  d.max_tiles = 64
+  # Photo-disjoint cross-validation folds (a photo and its anonymized version are in the same fold).
+  d.folds = 4
+  # ResNet: channels per stage (one basic block each, stride 2 from the second) and the stem's stride.
+  d.widths = (16, 32, 64)
+  d.stem_stride = 2
+  # ResNet training: epochs, tiles per step, AdamW learning rate (the authors' Adam lr; cosine decay to 0),
+  # weight decay.
+  d.epochs = 4
+  d.batch_size = 32
+  d.learning_rate = 1e-2
+  d.weight_decay = 1e-4
+  # Logistic classifier: L2 penalty on the weights and full-batch Adam steps.
+  d.logistic_l2 = 1e-3
+  d.logistic_steps = 500
+  return d
 
 
 def _baselines() -> config_dict.ConfigDict:
@@ -135,8 +179,12 @@ def _baselines() -> config_dict.ConfigDict:
   return b
 
 
+# The anonymize config of DIPPAS per evaluation base: at 512² the whole-photo recipe tiles the crop (128² tiles).
+_DIPPAS_BASE = {"cpu": "cpu", "cpu256": "cpu", "cpu512": "photo", "tiny": "tiny"}
+
+
 def _dippas(base: str) -> config_dict.ConfigDict:
-  dippas = anonymize_config.get_config("cpu" if base.startswith("cpu") else "tiny" if base == "tiny" else "")
+  dippas = anonymize_config.get_config(_DIPPAS_BASE.get(base, "paper"))
   dippas.unlock()
   # The paper's B/τ grid at L = 50 (Figs. 10–13).
   dippas.sweep.block_sizes = (32, 64, 128, 256, 512)
@@ -183,6 +231,24 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.batch_size = 8
   # Edge mask of the edge-only NCC (evaluation.edges.edge_mask): Canny on the wavelet-denoised grey photo, dilated.
   config.edges = _edges()
+  # Fingerprints when --fingerprints is not given (issue 21). 'alternate': each device's flat-fields (the --images
+  # manifest's rows of kind 'flatfield'), sorted by path, split into two disjoint halves: positions 0, 2, … → the
+  # fingerprint every method is given and the paper's protocol, PCE, JPEG and resize columns score with;
+  # 1, 3, … → the attacker's fingerprint (the attacker columns). 'none': no split and no attacker columns.
+  config.fingerprint_split = "alternate"
+  # Centre crop of the flat-fields the split fingerprints are estimated on (the larger of it and `crop`), then
+  # centre-cropped to `crop` (the reference fingerprints are estimated on 512² crops).
+  config.flatfield_crop = (512, 512)
+  # PCE adversary (evaluation.adversaries): exclusion radius r of the (2r+1)² neighbourhood (Binghamton 11×11),
+  # peak search range in pixels of shift (0 = the aligned peak, the Binghamton toolbox's default for uncropped
+  # photos; −1 = every circular shift, as prnu-python), attribution threshold (Goljan, Fridrich & Filler 2009).
+  config.pce = config_dict.ConfigDict({"radius": 5, "shift_range": 0, "threshold": 60.0})
+  # Re-compression adversary: Pillow JPEG qualities of the copies of every saved photo.
+  config.jpeg_qualities = (95, 85, 75)
+  # Resize adversary: scale factors of the photos (the fingerprints resized alike).
+  config.resize_scales = (0.5, 0.75)
+  # The anonymization detector (evaluation.detector, Bonettini et al. 2019), trained here on tiles.
+  config.detector = _detector()
   # Options of each baseline, passed as keywords; tuple-valued fields are swept (product = the configs).
   config.baselines = _baselines()
   # DIPPAS: the anonymize config (configs/anonymize.py); every (B, L, τ) of its primary setting and sweep is a
@@ -197,6 +263,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     _apply_ablation(config, ablation)
   arguments.apply(config, [(k, v) for k, v in overrides if k != "ablation"])
   config.dippas.crop = config.crop
-  config.dippas.tile_size = config.crop[0]
+  if not config.dippas.full_resolution:  # the crop is one piece; else the crop is tiled like a whole photo
+    config.dippas.tile_size = config.crop[0]
   config.lock()
   return config

@@ -1,7 +1,6 @@
 r"""Turns a `dippas-evaluate` workdir into RESULTS.md (tables) and results/*.png (the plots, downscaled).
 
-    python -m dippas_jax.apps.evaluate --images=../shared/data/dresden/manifest.csv \
-        --fingerprints='../shared/reference/prnu_python/fingerprints/*_sigma3.npy' --workdir=/tmp/eval_dresden \
+    python -m dippas_jax.apps.evaluate --images=../shared/data/dresden/manifest.csv --workdir=/tmp/eval_dresden \
         --config=configs/evaluate.py:cpu
     python scripts/make_results.py --workdir=/tmp/eval_dresden --wall="21 min" \
         --command="python -m dippas_jax.apps.evaluate ..."
@@ -78,11 +77,19 @@ def _protocol_lines(s: dict) -> list[str]:
   dip = d["dip"]
   e = c["edges"]
   per_dev = ", ".join(f"{k} {v}" for k, v in p["images_per_device"].items())
+  split = p.get("fingerprint_split")
+  fingerprints = (
+      f"- **Fingerprints**: per device, the flat-fields of the manifest sorted by file name and split by "
+      f"alternation into two disjoint halves ({len(p['fingerprints'])} devices): positions 0, 2, … → the "
+      "fingerprint every method is given and the paper-protocol, PCE, JPEG and resize columns score with; "
+      "1, 3, … → the attacker's fingerprint (ML estimate, σ = "
+      f"{split['sigma']:g}, on {split['flatfield_crop'][0]}² centre crops, then centre-cropped)." if split else
+      f"- **Fingerprints**: `{p['fingerprint_spec']}` ({len(p['fingerprints'])} devices), centre-cropped to the "
+      "same size (no attacker's fingerprint).")
   lines = [
       f"- **Photos**: {p['num_images']} natural photos ({per_dev}), `{p['images']}`, centre crop "
       f"{p['crop'][0]}×{p['crop'][1]} (the same crop for every method and for the fingerprints).",
-      f"- **Fingerprints**: `{p['fingerprint_spec']}` ({len(p['fingerprints'])} devices), centre-cropped to the "
-      "same size.",
+      fingerprints,
       f"- **Scores**: DIPPAS Eq. 2 NCC, `NCC(W(J), gray(J) ⊙ K)`, residual W by the wavelet denoiser with "
       f"σ = {p['sigma']:g}; edge-only NCC on the pixels of `evaluation.edge_mask` of the original photo "
       f"(our wavelet denoiser σ = {e['denoiser_sigma']:g}, then skimage Canny σ = {e['canny_sigma']:g}, "
@@ -130,6 +137,38 @@ def _table(s: dict, variant: str) -> list[str]:
   return lines
 
 
+def _adversaries(s: dict) -> list[str]:
+  """The stronger-adversaries table (issue 21), variant original_negatives; [] for an older summary."""
+  rows = [r for r in s["table"] if r["variant"] == "original_negatives" and "auc_pce" in r]
+  if not rows:
+    return []
+  a = s["protocol"]["adversaries"]
+  extra = [k for k in rows[0] if k.startswith(("auc_jpeg", "auc_resize"))]
+  head = {k: (f"JPEG q{k.removeprefix('auc_jpeg')}" if "jpeg" in k else f"resize ×{k.removeprefix('auc_resize')}")
+          for k in extra}
+  d, pce = a["detector"], a["pce"]
+  search = "every circular shift" if pce["shift_range"] < 0 else f"shifts ≤ {pce['shift_range']} pixels"
+  lines = [
+      f"Every AUC is pooled, with the other devices' original photos put through the same processing as negatives. "
+      f"PCE: peak searched over {search}, {2 * pce['radius'] + 1}² exclusion; attributed = PCE > {pce['threshold']:g} with the photo's own "
+      "device (Goljan, Fridrich & Filler 2009). Attacker = the other half of the flat-fields (NCC; in band = "
+      "inside the non-matching band of that fingerprint). Detector = AUC over tiles, mean ± std over "
+      f"{d['folds']} photo-disjoint folds ({d['tile']}² tiles, features `{d['features']}`, seed {d['seed']}; run "
+      f"on the configs of scope `{d['scope']}`).", "",
+      "| method | config | NCC AUC | PCE AUC | PCE > 60 | attacker AUC | in band (attacker) | "
+      + " | ".join(head[k] for k in extra) + " | detector ResNet | detector logistic |",
+      "|---|---|" + "---:|" * (5 + len(extra) + 2)]
+  for r in rows:
+    def det(name):
+      m, sd = r[f"detector_{name}_auc"], r[f"detector_{name}_std"]
+      return "—" if m is None else f"{m:.2f} ± {_f(sd, '.2f')}"
+    band = "n/a" if r["in_band_attacker"] is None else f"{r['in_band_attacker']}/{r['num_images']}"
+    lines.append(f"| {r['method']} | {r['config']} | {_f(r['auc'])} | {_f(r['auc_pce'])} | "
+                 f"{_f(r['attributed_pce'], '.2f')} | {_f(r['auc_attacker'])} | {band} | "
+                 + " | ".join(_f(r[k]) for k in extra) + f" | {det('resnet')} | {det('logistic')} |")
+  return lines
+
+
 def _per_device(s: dict, variant: str) -> list[str]:
   devices = list(s["protocol"]["images_per_device"])
   lines = ["| method | config | " + " | ".join(devices) + " |", "|---|---|" + "---:|" * len(devices)]
@@ -156,7 +195,8 @@ def _per_photo_table(workdir: pathlib.Path, label: str) -> list[str]:
     path = runs / f"{r['image']}.json"
     run = json.loads(path.read_text()) if path.is_file() else {}
     its = run.get("iterations", "n/a")
-    secs = _f(run["batch_seconds"] / run["batch_images"], ".1f") if run else "n/a"
+    secs = ("n/a" if not run else _f(run["seconds"], ".1f") if "seconds" in run
+            else _f(run["batch_seconds"] / run["batch_images"], ".1f"))
     lines.append(f"| {r['image']} | {float(r['psnr']):.2f} | {float(r['ncc_original']):+.4f} → "
                  f"{float(r['ncc']):+.4f} | {float(r['band']):.4f} | {'yes' if r['in_band'] == 'True' else 'NO'} | "
                  f"{its} | {secs} |")
@@ -214,6 +254,9 @@ def make(workdir: pathlib.Path, out: pathlib.Path, results_dir: pathlib.Path, *,
   lines += ["¹ Mean PSNR of the saved PNGs against the original crops over the photos the method changed; a "
             "PRNU-aware baseline leaves a photo unchanged (PSNR ∞) when its NCC with K is already ≤ 0, and their "
             "number is given in brackets (all photos still count in the AUC). The original photos: ∞.", ""]
+  adversaries = _adversaries(s)
+  if adversaries:
+    lines += ["### Stronger adversaries", "", *adversaries, ""]
   if per_photo:
     lines += _per_photo_table(workdir, per_photo)
   lines += ["Per-device AUC (variant `original_negatives`; one or a few photos per device, so these are coarse):",

@@ -4,19 +4,28 @@
 list) and the device fingerprints, centre-crops both to `config.crop`, and for every method and every config
 of its sweep (`method_configs`):
 
+0. fingerprints: without --fingerprints, a manifest's flat-fields are split per device into two disjoint halves
+   (`evaluate_adversaries.split_fingerprints`, `config.fingerprint_split`): the anonymizer's K (every method is
+   given it; saved as `<workdir>/fingerprints/<device>_anonymizer.npz` with its file list) and the attacker's K
+   (`..._attacker.npz`); with --fingerprints (or fingerprint files in device folders) those files, no attacker;
 1. produces the anonymized photos and saves them as PNG, `<workdir>/images/<method>/<config>/<image>.png`:
    'original' = the photos themselves; a baseline (`baselines.BASELINES`) = the function called on batches with
-   each photo's device fingerprint (`to_uint8` rounding); 'dippas' (and its variants) = `anonymize.anonymize`
-   on batches of `dippas.batch_size` photos with each photo's device fingerprint (aware) or none (blind), ONE
-   optimization per photo serving every (B, L, τ) of the sweep. Resumable per (method, config, image): a valid
+   each photo's device fingerprint (`to_uint8` rounding); 'dippas' (and its variants) = the DIPPAS anonymizer
+   with each photo's device fingerprint (aware) or none (blind), ONE optimization per photo serving every
+   (B, L, τ) of the sweep. Resumable per (method, config, image): a valid
    PNG on disk (readable, uint8 RGB of the crop size) is reused, never recomputed; a DIPPAS photo is recomputed
    only when one of its setting PNGs is missing (all of them are then rewritten together). Each config folder
-   holds `options.json`, what produced it; a rerun with different options for the same folder is refused
-   (`io.InputError`) instead of mixing results.
+   holds `options.json`, what produced it (for the methods that use the fingerprint, with the split half's
+   files); a rerun with different options for the same folder is refused (`io.InputError`) instead of mixing
+   results.
 2. computes every metric from the saved PNG pixels (read back from disk), so each PSNR equals an independent
    recomputation from the files: `evaluation.edge_mask` of the photos (once), `evaluation.score_matrix` of the
    photos (once) and of every method/config, `per_image_metrics`, `summarize_method` (both protocol variants,
-   whole-image and edge-only scores);
+   whole-image and edge-only scores); then the stronger adversaries of every method/config
+   (`evaluate_adversaries.evaluate`: PCE and the fraction attributed at PCE > 60, the attacker's fingerprint,
+   JPEG copies written to `<workdir>/adversaries/jpeg<q>/...` and read back, resizing) and the anonymization
+   detector on `config.detector.scope` (`evaluate_adversaries.detect`: photo-disjoint cross-validation, trained
+   here with `config.detector.seed`);
 3. writes `results.csv` (one row per method/config/image), `summary.json` (strict JSON: ±inf as the strings
    "inf"/"-inf", NaN as null; 'original' has PSNR "inf") and the plots `auc_vs_psnr_<variant>.png` (the
    paper's Fig. 10, pooled AUC against the mean PSNR of the photos the method changed, one line per method and
@@ -47,9 +56,11 @@ from dippas_jax import batching
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.dippas import anonymize
+from dippas_jax.evaluation import adversaries
 from dippas_jax.evaluation import baselines
 from dippas_jax.evaluation import protocol as evaluation
 from dippas_jax.jobs import common
+from dippas_jax.jobs import evaluate_adversaries as adversaries_job
 from dippas_jax.jobs import evaluate_methods
 from dippas_jax.jobs import evaluate_report as report
 
@@ -123,7 +134,7 @@ def _produce_baseline(data: evaluate_methods.Dataset, mc: evaluate_methods.Metho
   if not todo:
     return
   fn = baselines.get_baseline(mc.method)
-  options = {k: v for k, v in mc.options.items() if k != "crop"}
+  options = {k: v for k, v in mc.options.items() if k not in ("crop", "fingerprints")}  # not keywords
   work.bar.set_postfix_str(f"{mc.method}/{mc.label}")
   for start in range(0, len(todo), batch_size):
     idx = np.asarray(todo[start:start + batch_size])
@@ -141,40 +152,40 @@ def _produce_baseline(data: evaluate_methods.Dataset, mc: evaluate_methods.Metho
 def _produce_dippas(data: evaluate_methods.Dataset, method: str, mcs: list[evaluate_methods.MethodConfig],
                     folders: dict, work: _Work, *, dcfg, k_per_image: np.ndarray, seed: int,
                     runs_dir: pathlib.Path) -> None:
-  """One optimization per photo for all settings of a DIPPAS method. Batches are cut from the full photo list
-  (as `dippas-anonymize` does), so a rerun computes a missing photo in the same batch as the first run would."""
+  """One optimization per photo for all settings of a DIPPAS method: the missing photos stream through one queue
+  (`anonymize.anonymize_photos`; tiled when `dcfg.full_resolution`), each written as soon as it is done. A photo's
+  result does not depend on which photos shared the queue, so a rerun computes a missing photo as the first run
+  would have."""
   shape = data.images.shape[1:]
-  size = max(1, int(dcfg.batch_size))
-  for start in range(0, len(data.names), size):
-    idx = np.arange(start, min(start + size, len(data.names)))
-    missing = [n for n in idx if not all(_read_png(folders[mc.label] / f"{data.names[n]}.png", shape) is not None
-                                         for mc in mcs)]
-    work.reuse((len(idx) - len(missing)) * len(mcs))
-    if not missing:
-      continue
-    postfix = f"{method} [{start + 1}-{start + len(idx)}/{len(data.names)}]"
-    work.bar.set_postfix_str(postfix)
+  missing = [n for n in range(len(data.names))
+             if not all(_read_png(folders[mc.label] / f"{data.names[n]}.png", shape) is not None for mc in mcs)]
+  work.reuse((len(data.names) - len(missing)) * len(mcs))
+  if not missing:
+    return
+  work.bar.set_postfix_str(f"{method} [{len(missing)} photos]")
 
-    def on_chunk(info, postfix=postfix):
-      psnr = info.history["psnr"]
-      best = float(np.nanmax(psnr)) if np.isfinite(psnr).any() else float("nan")
-      work.bar.set_postfix_str(f"{postfix} step {info.steps}/{dcfg.dip.max_steps} active {info.num_active} "
-                               f"psnr {best:.1f}")
+  def on_progress(stats, busy):
+    work.bar.set_postfix_str(f"{method} [{len(missing)} photos] busy {busy} "
+                             f"occupancy {stats.busy_steps / max(stats.slot_steps, 1):.0%}")
 
-    k = None if dcfg.mode == "blind" else k_per_image[idx]
-    result = anonymize.anonymize(data.images[idx], k, config=dcfg, seed=seed,
-                                 image_ids=[common.image_id(data.files[n]) for n in idx], on_chunk=on_chunk)
-    for i, n in enumerate(idx):
-      if n not in missing:
-        continue
-      for mc in mcs:
-        io.write_png(folders[mc.label] / f"{data.names[n]}.png", result.outputs[mc.setting][i])
-      io.write_json(runs_dir / f"{data.names[n]}.json", {
-          "image": data.names[n], "iterations": int(result.num_steps[i]),
-          "stopped_at_tau_stop": bool(result.stopped[i]), "best_psnr_dip": float(result.best_psnr[i]),
-          "gamma": float(result.gamma[i]), "batch_seconds": result.init_s + result.run_s, "batch_images": len(idx),
-          "candidates_above_tau": {f"B{b}_tau{t:g}": int(v[i]) for (b, t), v in result.pool_sizes.items()}})
-    work.done(len(missing) * len(mcs))
+  def on_photo(result: anonymize.PhotoResult):
+    n = result.task.key
+    for mc in mcs:
+      io.write_png(folders[mc.label] / f"{data.names[n]}.png", result.outputs[mc.setting])
+    steps = [p.num_steps for p in result.pieces]
+    io.write_json(runs_dir / f"{data.names[n]}.json", {
+        "image": data.names[n], "iterations": int(sum(steps)), "pieces": len(steps),
+        "stopped_at_tau_stop": all(p.stopped for p in result.pieces),
+        "best_psnr_dip": float(min(p.best_psnr for p in result.pieces)),
+        "gamma": float(np.mean([p.gamma for p in result.pieces])), "seconds": result.seconds,
+        "candidates_above_tau": {f"B{b}_tau{t:g}": int(min(p.pools[(b, t)] for p in result.pieces))
+                                 for (b, t) in result.pieces[0].pools}})
+    work.done(len(mcs))
+
+  tasks = (anonymize.PhotoTask(name=pathlib.Path(data.files[n]).name, image=data.images[n],
+                               fingerprint=None if dcfg.mode == "blind" else k_per_image[n], key=n)
+           for n in missing)
+  anonymize.anonymize_photos(tasks, config=dcfg, seed=seed, on_photo=on_photo, on_progress=on_progress)
 
 
 def evaluate_job(*, images: str, fingerprints: str | None, workdir: str, config,
@@ -182,9 +193,9 @@ def evaluate_job(*, images: str, fingerprints: str | None, workdir: str, config,
   """Runs the evaluation (module docstring) and returns the summary written to `<workdir>/summary.json`.
 
   Args:
-    images: query photos (see `list_dataset`).
-    fingerprints: folder, glob or comma list of .npz/.npy/.mat fingerprints; None for a folder of device
-      folders that hold their fingerprint files.
+    images: query photos (see `list_dataset`); a manifest's flat-field rows give the fingerprints (split).
+    fingerprints: folder, glob or comma list of .npz/.npy/.mat fingerprints (then no attacker's fingerprint);
+      None for the flat-field split of a manifest, or a folder of device folders holding fingerprint files.
     workdir: output folder (created); reruns reuse its images.
     config: the evaluation config (`configs/evaluate.py`).
     methods: overrides `config.methods`.
@@ -200,25 +211,29 @@ def evaluate_job(*, images: str, fingerprints: str | None, workdir: str, config,
     dippas_cfgs = {m: evaluate_methods.dippas_config(config, m) for m in dict.fromkeys(mc.method for mc in mcs)
                    if evaluate_methods.is_dippas(m)}
   workdir = pathlib.Path(workdir)
-  data = evaluate_methods.load_dataset(images=images, fingerprints=fingerprints, crop=common.crop_of(config))
-  print(f"{len(data.names)} photos of {len(set(data.image_devices))} devices ({len(data.devices)} fingerprints), "
+  crop = common.crop_of(config)
+  t0 = time.perf_counter()
+  split = None if fingerprints else adversaries_job.split_fingerprints(images, crop=crop, config=config,
+                                                                       workdir=workdir)
+  t_split = time.perf_counter() - t0
+  data = evaluate_methods.load_dataset(images=images, fingerprints=fingerprints, crop=crop,
+                                       given=split.anonymizer if split else None)
+  _check_adversaries(config, data)
+  mcs = adversaries_job.with_fingerprint_source(mcs, split, dippas_cfgs)
+  print(f"{len(data.names)} photos of {len(set(data.image_devices))} devices ({len(data.devices)} fingerprints"
+        f"{', flat-field split: anonymizer / attacker' if split else ', no attacker fingerprint'}), "
         f"crop {data.images.shape[1]}×{data.images.shape[2]}; {len(mcs)} method/configs")
   folders = {}
   for mc in mcs:
     folders[(mc.method, mc.label)] = workdir / "images" / mc.method / mc.label
     _check_options(folders[(mc.method, mc.label)], mc.options)
   work = _Work(len(mcs) * len(data.names))
-  timings = _produce_all(data, mcs, folders, work, config=config, dippas_cfgs=dippas_cfgs, seed=seed,
-                         workdir=workdir)
-  t0 = time.perf_counter()
-  results, rows, curves, ncc = report.evaluate(data, mcs, folders, config)
-  io.write_csv(workdir / "results.csv", [io.json_safe(r) for r in rows])
-  plots = report.plots(workdir, results, curves, ncc, f"{len(data.names)} photos, "
-                       f"{data.images.shape[1]}×{data.images.shape[2]}")
-  timings["metrics_and_plots"] = time.perf_counter() - t0
+  timings = {"fingerprint_split": t_split, **_produce_all(data, mcs, folders, work, config=config,
+                                                         dippas_cfgs=dippas_cfgs, seed=seed, workdir=workdir)}
+  results, plots = _measure(data, mcs, folders, config, workdir=workdir, split=split, timings=timings)
   timings["total"] = time.perf_counter() - t_start
   summary = {
-      "protocol": _protocol(data, config, images=images, fingerprints=fingerprints, seed=seed),
+      "protocol": _protocol(data, config, images=images, fingerprints=fingerprints, seed=seed, split=split),
       "results": results, "table": report.table_rows(results, float(config.fpr_target)),
       "work": {"items": len(mcs) * len(data.names), "computed": work.computed, "reused": work.reused},
       "skipped": list(data.skipped),
@@ -232,12 +247,53 @@ def evaluate_job(*, images: str, fingerprints: str | None, workdir: str, config,
   return io.json_safe(summary)
 
 
-def _protocol(data: evaluate_methods.Dataset, config, *, images: str, fingerprints: str | None, seed: int) -> dict:
+def _check_adversaries(config, data: evaluate_methods.Dataset) -> None:
+  """The adversaries' settings against the photos, before any work (io.InputError saying what to change)."""
+  h, w = data.images.shape[1:3]
+  with common.user_input("config"):
+    for s in config.resize_scales:
+      adversaries.resized_shape(h, w, float(s))
+    for q in config.jpeg_qualities:
+      if not 1 <= int(q) <= 100:
+        raise ValueError(f"jpeg_qualities: {q} is not a JPEG quality in 1..100")
+    adversaries_job.detector_configs({}, str(config.detector.scope))
+    if str(config.detector.scope) != "none":
+      adversaries_job.detector_settings(config).check(len(data.names), h, w)
+
+
+def _measure(data, mcs, folders, config, *, workdir, split, timings) -> tuple[dict, list[str]]:
+  """Every metric from the saved PNGs (the paper's protocol, then the adversaries and the detector), the
+  results.csv and the plots."""
+  t0 = time.perf_counter()
+  results, rows, curves, ncc = report.evaluate(data, mcs, folders, config)
+  timings["metrics"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  k_attacker = None if split is None else np.stack([split.attacker[d] for d in data.devices])
+  adversaries_job.evaluate(data, mcs, folders, config, workdir=workdir, k_attacker=k_attacker, results=results,
+                           rows=rows)
+  timings["adversaries"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  adversaries_job.detect(data, folders, config, results=results)
+  timings["detector"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  io.write_csv(workdir / "results.csv", [io.json_safe(r) for r in rows])
+  plots = report.plots(workdir, results, curves, ncc, f"{len(data.names)} photos, "
+                       f"{data.images.shape[1]}×{data.images.shape[2]}")
+  timings["plots"] = time.perf_counter() - t0
+  return results, plots
+
+
+def _protocol(data: evaluate_methods.Dataset, config, *, images: str, fingerprints: str | None, seed: int,
+              split) -> dict:
   return {"crop": list(data.images.shape[1:3]), "sigma": float(config.sigma), "fpr_target": float(config.fpr_target),
           "num_images": len(data.names),
           "images_per_device": {d: data.image_devices.count(d) for d in sorted(set(data.image_devices))},
           "fingerprints": list(data.devices), "variants": list(evaluation.VARIANTS), "images": images,
-          "fingerprint_spec": fingerprints, "seed": seed}
+          "fingerprint_spec": fingerprints, "fingerprint_split": None if split is None else split.source,
+          "seed": seed,
+          "adversaries": {"pce": config.pce.to_dict(), "jpeg_qualities": list(config.jpeg_qualities),
+                          "resize_scales": list(config.resize_scales),
+                          "detector": {**config.detector.to_dict(), "seed": int(config.detector.seed)}}}
 
 
 def _produce_all(data, mcs, folders, work, *, config, dippas_cfgs, seed, workdir) -> dict[str, float]:

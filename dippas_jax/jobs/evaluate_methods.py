@@ -26,6 +26,8 @@ from dippas_jax.jobs import common
 ORIGINAL = "original"
 DIPPAS = "dippas"
 _ORIGINAL_LABEL = "photo"
+# The baselines whose output depends on the fingerprint they are given (`baselines` module table).
+PRNU_AWARE_BASELINES = ("adaptive_prnu_removal", "fingerprint_subtraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +81,10 @@ def list_dataset(images: str) -> tuple[list[io.ImageRecord], dict[str, pathlib.P
   return io.list_images(images, kind="natural"), {}
 
 
-def load_dataset(*, images: str, fingerprints: str | None, crop: tuple[int, int] | None) -> Dataset:
-  """Reads, crops and checks the query photos and the fingerprints (see `list_dataset`).
+def load_dataset(*, images: str, fingerprints: str | None, crop: tuple[int, int] | None,
+                 given: dict[str, np.ndarray] | None = None) -> Dataset:
+  """Reads, crops and checks the query photos and the fingerprints (see `list_dataset`); `given` ({device: K} at
+  the crop, e.g. the anonymizer half of the flat-field split) replaces the fingerprint files.
 
   Raises:
     io.InputError: no usable photo, no fingerprint, or fingerprints of the wrong size.
@@ -89,7 +93,9 @@ def load_dataset(*, images: str, fingerprints: str | None, crop: tuple[int, int]
   loaded, kept, skipped = io.read_usable_images(records, crop=crop, convert=imaging.to_uint8, spec=images)
   shape = loaded[0].shape[:2]
   known = sorted({r.device for r in kept if r.device})
-  if fingerprints:
+  if given is not None:
+    ks = dict(given)
+  elif fingerprints:
     ks = attribute_job.load_fingerprints(fingerprints, known_devices=known, crop=crop)
   elif folder_fps:
     ks = {}

@@ -35,10 +35,15 @@ def dippas_runs(runs_dir: pathlib.Path, names: Sequence[str]) -> dict | None:
   iterations = [r["iterations"] for r in records]
   return {"images": len(records), "total_iterations": int(sum(iterations)), "max_iterations": int(max(iterations)),
           "mean_iterations": float(np.mean(iterations)),
-          "seconds_per_photo": float(np.mean([r["batch_seconds"] / r["batch_images"] for r in records])),
+          "seconds_per_photo": float(np.mean([_seconds(r) for r in records])),
           "stopped_at_tau_stop": int(sum(r["stopped_at_tau_stop"] for r in records)),
           "mean_best_psnr_dip": float(np.mean([r["best_psnr_dip"] for r in records])),
           "mean_gamma": float(np.mean([r["gamma"] for r in records]))}
+
+
+def _seconds(record: dict) -> float:
+  """A DIPPAS photo's seconds: its own ('seconds', the streamed queue) or its batch's share (older records)."""
+  return float(record["seconds"]) if "seconds" in record else record["batch_seconds"] / record["batch_images"]
 
 
 def _pooled(entry: dict, variant: str, kind: str = "ncc") -> dict:
@@ -62,8 +67,30 @@ def table_rows(results: dict, fpr_target: float) -> list[dict]:
                      "relative_change": table.get("relative_change"),
                      "mean_ncc": entry["mean_ncc"], "num_positives": pooled["num_positives"],
                      "num_negatives": pooled["num_negatives"], "min_psnr": entry["min_psnr"],
-                     "in_band": entry["in_band"], "num_images": entry["num_images"]})
+                     "in_band": entry["in_band"], "num_images": entry["num_images"],
+                     **adversary_columns(entry.get("adversaries"), variant)})
   return rows
+
+
+def adversary_columns(adv: dict | None, variant: str) -> dict:
+  """The adversary columns of a table row (issue 21; None where not computed): AUC of the PCE with the
+  anonymizer's fingerprint and the fraction attributed at PCE > threshold, the attacker-fingerprint AUC (NCC)
+  and its in-band count, the AUC after each JPEG quality and resize, the detectors' AUC mean and std over folds."""
+  if not adv:
+    return {}
+  out = {"auc_pce": adv["pce"][variant], "attributed_pce": adv["attributed_pce"],
+         "auc_attacker": adv["attacker"][variant] if "attacker" in adv else None,
+         "auc_attacker_pce": adv["attacker_pce"][variant] if "attacker_pce" in adv else None,
+         "in_band_attacker": adv.get("in_band_attacker"),
+         "attributed_pce_attacker": adv.get("attributed_pce_attacker")}
+  for name, value in adv.items():
+    if name.startswith(("jpeg", "resize")):
+      out[f"auc_{name}"] = value[variant]
+  det = adv.get("detector") or {}
+  for name in ("resnet", "logistic"):
+    out[f"detector_{name}_auc"] = det.get(name, {}).get("auc_mean")
+    out[f"detector_{name}_std"] = det.get(name, {}).get("auc_std")
+  return out
 
 
 def _best_configs(results: dict, variant: str) -> dict[str, str]:
@@ -190,3 +217,26 @@ def print_table(summary: dict) -> None:
           f"{_fmt(row['auc'], '6.3f'):>6s} {_fmt(row['tpr_at_fpr'], '6.3f'):>6s} {_fmt(row['auc_edges'], '7.3f'):>7s}"
           + (f"  ({row['num_unchanged']} unchanged)" if row["num_unchanged"] else ""))
   print("* mean PSNR (dB) of the photos the method changed")
+  _print_adversaries(summary)
+
+
+def _print_adversaries(summary: dict) -> None:
+  rows = [r for r in summary["table"] if r["variant"] == evaluation.VARIANTS[0] and "auc_pce" in r]
+  if not rows:
+    return
+  extra = [k for k in rows[0] if k.startswith(("auc_jpeg", "auc_resize"))]
+  names = {k: k.removeprefix("auc_").replace("jpeg", "J").replace("resize", "R") for k in extra}
+  print("\nAdversaries (pooled AUC, negatives = the other devices' originals processed alike):")
+  print(f"{'method':24s} {'config':18s} {'NCC':>6s} {'PCE':>6s} "
+        f"{'PCE>60':>6s} {'att':>6s} {'inband':>6s} " + " ".join(f"{names[k]:>6s}" for k in extra)
+        + f" {'detRes':>11s} {'detLin':>11s}")
+  for r in rows:
+    def det(name):
+      m, s = r[f"detector_{name}_auc"], r[f"detector_{name}_std"]
+      return "n/a" if m is None else f"{m:.2f}±{_fmt(s, '.2f')}"
+    band = "n/a" if r["in_band_attacker"] is None else f"{r['in_band_attacker']}/{r['num_images']}"
+    print(f"{r['method']:24s} {r['config']:18s} {_fmt(r['auc'], '6.3f'):>6s} {_fmt(r['auc_pce'], '6.3f'):>6s} "
+          f"{_fmt(r['attributed_pce'], '6.2f'):>6s} {_fmt(r['auc_attacker'], '6.3f'):>6s} {band:>6s} "
+          + " ".join(f"{_fmt(r[k], '6.3f'):>6s}" for k in extra) + f" {det('resnet'):>11s} {det('logistic'):>11s}")
+  print("att = attacker's fingerprint (other flat-fields); inband = photos inside its non-matching band; J<q> = "
+        "after JPEG quality q; R<s> = after resizing by s; det = detector AUC mean±std over photo-disjoint folds")

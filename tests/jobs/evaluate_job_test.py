@@ -13,7 +13,6 @@ import pytest
 from dippas_jax import io
 from dippas_jax import synthetic
 from dippas_jax.configs import evaluate as evaluate_config
-from dippas_jax.jobs import attribute as attribute_job
 from dippas_jax.jobs import evaluate as evaluate_job
 from dippas_jax.jobs import evaluate_methods
 from dippas_jax.prnu import attribution
@@ -42,7 +41,8 @@ def _read_csv(path):
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory):
-  """3 synthetic devices, 64×64: natural photos (3/2/1 per device) in a manifest and fingerprints as .npz."""
+  """3 synthetic devices, 64×64: natural photos (3/2/1 per device) and 6 flat-fields per device in a manifest
+  (natural rows first), and fingerprints from all the flat-fields as .npz."""
   root = tmp_path_factory.mktemp("camera")
   data = synthetic.make_dataset(seed=11, num_devices=3, num_flatfield=6, num_natural=3, height=64, width=64)
   rows, count = [], {}
@@ -53,6 +53,10 @@ def camera(tmp_path_factory):
     count[name] = count.get(name, 0) + 1
     io.write_png(root / "natural" / f"{name}_{i}.png", im)
     rows.append({"file": f"natural/{name}_{i}.png", "device": name, "kind": "natural"})
+  for d, name in enumerate(data.devices):
+    for j, im in enumerate(data.flatfield[d]):
+      io.write_png(root / "flatfield" / f"{name}_{j:02d}.png", im)
+      rows.append({"file": f"flatfield/{name}_{j:02d}.png", "device": name, "kind": "flatfield"})
   io.write_csv(root / "manifest.csv", rows)
   for d, name in enumerate(data.devices):
     k, _ = fingerprint.estimate_fingerprint(data.flatfield[d], sigma=3.0, batch_size=6)
@@ -60,30 +64,40 @@ def camera(tmp_path_factory):
   return root
 
 
-def _config(**dippas):
+def _config(scope="none", **dippas):
+  """The tiny config; the detector only where a test looks at it (`scope`), and only its logistic half (the
+  ResNet's compilation costs ~15 s; tests/evaluation/detector_test.py trains it)."""
   config = evaluate_config.get_config("tiny")
+  config.detector.scope = scope
+  config.detector.detectors = ("logistic",)
   for key, value in dippas.items():
     setattr(config.dippas.dip, key, value)
   return config
 
 
+def _natural(camera):
+  return [r for r in io.read_manifest(camera / "manifest.csv") if r.kind == "natural"]
+
+
 @pytest.fixture(scope="module")
 def evaluated(camera, tmp_path_factory):
-  """One in-process evaluation of the photos and three baselines; returns (workdir, summary, seconds)."""
+  """One in-process evaluation of the photos and three baselines with the flat-field split (no --fingerprints)
+  and the detector on each method's best config; returns (workdir, summary, seconds)."""
   import time
   workdir = tmp_path_factory.mktemp("eval")
   t0 = time.perf_counter()
-  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
-                                     workdir=str(workdir), config=_config(), methods=_BASELINES)
+  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=None,
+                                     workdir=str(workdir), config=_config("best"), methods=_BASELINES)
   return workdir, summary, time.perf_counter() - t0
 
 
 def test_original_reproduces_the_attribution_auc(camera, evaluated):
+  """With the anonymizer half of the split, as saved in the workdir."""
   workdir, summary, _ = evaluated
-  records = io.read_manifest(camera / "manifest.csv")
+  records = _natural(camera)
   images = io.load_images([r.path for r in records], crop=(64, 64))
-  ks = attribute_job.load_fingerprints(str(camera / "fp"), known_devices=sorted({r.device for r in records}),
-                                     crop=(64, 64))
+  ks = {d: io.load_fingerprint(workdir / "fingerprints" / f"{d}_anonymizer.npz")[0]
+        for d in sorted({r.device for r in records})}
   ref = attribution.attribute(ks, images, [r.path.stem for r in records], [r.device for r in records], sigma=3.0)
   expected = ref.stats["ncc_eq2"]["auc"]
   assert 0.5 < expected <= 1.0
@@ -93,10 +107,67 @@ def test_original_reproduces_the_attribution_auc(camera, evaluated):
     assert pooled["mean_psnr"] == "inf"
 
 
+def test_attacker_split_never_shares_an_image(camera, evaluated):
+  workdir, summary, _ = evaluated
+  split = summary["protocol"]["fingerprint_split"]
+  flats = {}
+  for r in io.read_manifest(camera / "manifest.csv"):
+    if r.kind == "flatfield":
+      flats.setdefault(r.device, set()).add(r.path.name)
+  for device, names in flats.items():
+    anonymizer, attacker = set(split["files"]["anonymizer"][device]), set(split["files"]["attacker"][device])
+    assert not anonymizer & attacker and anonymizer | attacker == names and len(anonymizer) == 3
+    for half, files in (("anonymizer", anonymizer), ("attacker", attacker)):
+      _, meta = io.load_fingerprint(workdir / "fingerprints" / f"{device}_{half}.npz")
+      assert set(meta["files"]) == files
+  # The PRNU-aware baseline records which half it was given.
+  options = json.loads((workdir / "images" / "fingerprint_subtraction" / "default" / "options.json").read_text())
+  assert options["fingerprints"]["files"] == split["files"]["anonymizer"]
+
+
+def test_recompressed_scoring_reads_what_was_written(camera, evaluated):
+  """The JPEG column of results.csv is the Eq. 2 NCC of the JPEG file on disk with the anonymizer's K."""
+  workdir, summary, _ = evaluated
+  rows = [r for r in _read_csv(workdir / "results.csv") if r["method"] == "wavelet_denoising"]
+  names = [r["image"] for r in rows]
+  devices = [r["device"] for r in rows]
+  folder = workdir / "adversaries" / "jpeg75" / "wavelet_denoising" / "passes1"
+  decoded = np.stack([io.read_image(folder / f"{n}.jpg") for n in names])
+  png = np.stack([io.read_image(workdir / "images" / "wavelet_denoising" / "passes1" / f"{n}.png") for n in names])
+  assert decoded.shape == png.shape and not np.array_equal(decoded, png)  # lossy copies of the saved PNGs
+  ks = np.stack([io.load_fingerprint(workdir / "fingerprints" / f"{d}_anonymizer.npz")[0] for d in devices])
+  expected = np.asarray(metrics.ncc_eq2(
+      np.asarray(attribution.extract_residuals(decoded, sigma=3.0)), decoded.astype(np.float32), ks))
+  np.testing.assert_allclose([float(r["ncc_jpeg75"]) for r in rows], expected, rtol=1e-4, atol=1e-6)
+  # PCE > 60: the fraction in the summary is that of the per-photo PCE column.
+  entry = summary["results"]["wavelet_denoising"]["passes1"]["adversaries"]
+  assert entry["attributed_pce"] == pytest.approx(np.mean([float(r["pce"]) > 60 for r in rows]))
+  assert entry["in_band_attacker"] == sum(r["in_band_attacker"] == "True" for r in rows)
+
+
+def test_adversary_columns_and_detector(evaluated):
+  _, summary, _ = evaluated
+  rows = {(r["method"], r["variant"]): r for r in summary["table"]}
+  for method in ("original", "fingerprint_subtraction", "wavelet_denoising", "inpainting"):
+    row = rows[(method, "original_negatives")]
+    for key in ("auc_pce", "attributed_pce", "auc_attacker", "in_band_attacker", "auc_jpeg95", "auc_jpeg85",
+                "auc_jpeg75", "auc_resize0.5"):
+      assert row[key] is not None, (method, key)
+    detected = row["detector_logistic_auc"] is not None
+    assert detected == (method != "original")  # each method's best config; not the photos themselves
+    assert row["detector_resnet_auc"] is None  # not asked for here
+  assert rows[("original", "original_negatives")]["attributed_pce"] == 1.0  # the synthetic camera's PRNU is strong
+  det = summary["results"]["inpainting"]["block3_edge_restoration"]["adversaries"]["detector"]
+  folds = [set(f) for f in det["folds"]]
+  assert len(folds) == 2 and not folds[0] & folds[1] and folds[0] | folds[1] == set(range(6))
+  assert 0.0 <= det["logistic"]["auc_mean"] <= 1.0 and len(det["logistic"]["fold_auc"]) == 2
+  assert summary["protocol"]["adversaries"]["detector"]["seed"] == 0
+
+
 def test_psnr_equals_a_recomputation_from_the_saved_pngs(camera, evaluated):
   workdir, summary, _ = evaluated
   rows = _read_csv(workdir / "results.csv")
-  originals = {r.path.stem: io.read_image(r.path).astype(np.float64) for r in io.read_manifest(camera / "manifest.csv")}
+  originals = {r.path.stem: io.read_image(r.path).astype(np.float64) for r in _natural(camera)}
   assert {(r["method"], r["config"]) for r in rows} == {
       ("original", "photo"), ("fingerprint_subtraction", "default"), ("wavelet_denoising", "passes1"),
       ("inpainting", "block3_edge_restoration")}
@@ -159,8 +230,8 @@ def test_rerun_reuses_outputs(camera, evaluated):
   assert len(pngs) == 24
   mtimes = {p: p.stat().st_mtime_ns for p in pngs}
   os.remove(pngs[0])  # One missing item is recomputed, the rest reused.
-  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
-                                     workdir=str(workdir), config=_config(), methods=_BASELINES)
+  summary = evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=None,
+                                     workdir=str(workdir), config=_config("best"), methods=_BASELINES)
   assert summary["work"] == {"items": 24, "computed": 1, "reused": 23}
   assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p != pngs[0])
   assert pngs[0].is_file()
@@ -174,12 +245,16 @@ def test_rerun_with_other_options_is_refused(camera, evaluated):
   config = _config()
   config.baselines.wavelet_denoising.sigma = 5.0  # Same folder name 'passes1', different images.
   with pytest.raises(io.InputError, match="other options"):
-    evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
+    evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=None,
                              workdir=str(workdir), config=config, methods=["wavelet_denoising"])
+  # The PRNU-aware baseline made with the split's fingerprint is not mixed with one given other fingerprints.
+  with pytest.raises(io.InputError, match="other options"):
+    evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=str(camera / "fp"),
+                             workdir=str(workdir), config=_config(), methods=["fingerprint_subtraction"])
 
 
 def test_dippas_one_optimization_serves_every_setting(camera, tmp_path):
-  records = io.read_manifest(camera / "manifest.csv")
+  records = _natural(camera)
   pick = [records[0], records[3]]  # Two devices, one photo each.
   io.write_csv(camera / "two.csv", [{"file": str(r.path.relative_to(camera)), "device": r.device,
                                      "kind": "natural"} for r in pick])
@@ -210,7 +285,7 @@ def test_dippas_one_optimization_serves_every_setting(camera, tmp_path):
 def test_app_writes_the_outputs(camera, tmp_path):
   cmd = [sys.executable, "-m", "dippas_jax.apps.evaluate", f"--images={camera / 'manifest.csv'}",
          f"--fingerprints={camera / 'fp'}", f"--workdir={tmp_path}", "--methods=original,wavelet_denoising",
-         f"--config={evaluate_config.__file__}:tiny"]
+         f"--config={evaluate_config.__file__}:tiny", "--config.detector.scope=none"]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert "items computed" in proc.stdout and "wavelet_denoising" in proc.stdout
@@ -219,7 +294,8 @@ def test_app_writes_the_outputs(camera, tmp_path):
     assert (tmp_path / name).is_file(), name
   assert len(_read_csv(tmp_path / "results.csv")) == 2 * sum(_PER_DEVICE)
 
-  bad = subprocess.run(cmd[:-2] + ["--methods=original,unknown_method", f"--workdir={tmp_path / 'bad'}"],
+  assert "Adversaries" in proc.stdout and not (tmp_path / "fingerprints").exists()  # given files: no split
+  bad = subprocess.run(cmd[:-3] + ["--methods=original,unknown_method", f"--workdir={tmp_path / 'bad'}"],
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2
   assert "unknown_method" in bad.stderr and "Traceback" not in bad.stderr
@@ -240,7 +316,7 @@ def test_skipped_photos_are_reported(camera, tmp_path):
 
 
 def test_folder_per_device_with_fingerprint_files(camera, tmp_path):
-  for r in io.read_manifest(camera / "manifest.csv"):
+  for r in _natural(camera):
     (tmp_path / r.device).mkdir(exist_ok=True)
     (tmp_path / r.device / r.path.name).write_bytes(r.path.read_bytes())
     (tmp_path / r.device / "K.npz").write_bytes((camera / "fp" / f"{r.device}.npz").read_bytes())
