@@ -1,32 +1,31 @@
-"""Tiling for full-resolution anonymization: cut a photo into square tiles, put the processed tiles back.
+"""Tiling for whole photos: cut a photo into square tiles, put the processed tiles back.
 
-DIPPAS works on fixed-size crops (512 x 512 in the paper). To anonymize a whole photo, `tile` cuts it into a
-grid of `tile_size` x `tile_size` tiles (processed as one vmapped batch) and `untile` reassembles them.
+DIPPAS works on fixed-size crops (512 x 512 in the paper). To anonymize a whole photo it is cut into a grid of
+`tile_size` x `tile_size` tiles, processed a few at a time (`dippas.dip.scheduler`), and put back by a
+`TileCanvas` as they finish; neither the tiles nor their results ever all exist at once (`cut` takes one tile of
+the padded photo, the canvas holds one sum and one weight plane).
 
 Layout: tile (i, j) (row-major, index i * cols + j) starts at (i * stride, j * stride) with stride = tile_size -
 overlap. The grid covers the padded image of (rows - 1) * stride + tile_size pixels per side, the image being
 padded at the bottom and right by reflection (no edge repeat, so the padding looks like image content to the
-network and the fingerprint); `untile` crops the padding off. Fingerprints (or any [H, W, ...] array of the same
-size) are cut with the same layout by `tile_like`, so their tiles align with the image tiles.
+network and the fingerprint); the canvas crops the padding off. Fingerprints (or any [H, W, ...] array of the same
+size) are cut with the same layout, so their tiles align with the image tiles.
 
-Overlap and seams: with `overlap > 0` neighbouring tiles share `overlap` rows or columns, which `untile` blends
-with a linear cross-fade (weights (u + 0.5) / overlap across the shared band), first along rows of tiles, then
-along columns. The blend is written `a + t * (b - a)` and keeps `a` wherever the two tiles agree, so tiles cut
-from one image round-trip bit for bit, for any H, W and overlap; integer dtypes are rounded back per stage.
-`overlap` must be at most tile_size / 2 (then at most two tiles meet in any band along one axis).
+Overlap and seams: with `overlap > 0` neighbouring tiles share `overlap` rows or columns, which the canvas blends
+with a linear cross-fade (weights (u + 0.5) / overlap across the shared band, their complement for the other
+tile, separable in y and x; the weighted sum is normalised by the summed weights). `overlap` is at most
+tile_size / 2. Tiles cut from one image round-trip bit for bit for integer dtypes, for any H, W and overlap.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TileLayout", "make_layout", "tile", "tile_like", "untile"]
+__all__ = ["TileCanvas", "TileLayout", "cut", "make_layout", "pad_to_layout", "tile", "tile_like", "tile_origin",
+           "untile"]
 
 _TILE_MULTIPLE = 16  # the U-Net's 4 down-samplings
 
@@ -100,30 +99,37 @@ def make_layout(height: int, width: int, *, tile_size: int, overlap: int = 0) ->
   return TileLayout(height=h, width=w, tile_size=t, overlap=o, rows=_count(h, t, s), cols=_count(w, t, s))
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def tile_like(x, layout: TileLayout) -> jax.Array:
-  """Cuts an [H, W, ...] array (image, fingerprint, mask) into the tiles of `layout`.
+def tile_origin(layout: TileLayout, index: int) -> tuple[int, int]:
+  """(top, left) of tile `index` (row-major) in the padded image."""
+  i, j = divmod(int(index), layout.cols)
+  return i * layout.stride, j * layout.stride
 
-  Returns:
-    [num_tiles, T, T, ...], tile i * cols + j first along the tile axis.
 
-  Raises:
-    ValueError: if x is not [layout.height, layout.width, ...].
-  """
-  x = jnp.asarray(x)
+def pad_to_layout(x, layout: TileLayout) -> np.ndarray:
+  """The [H, W, ...] array reflected at the bottom and right to the padded size of `layout` (numpy)."""
+  x = np.asarray(x)
   if x.ndim < 2 or x.shape[:2] != (layout.height, layout.width):
     raise ValueError(f"expected an array of shape [{layout.height}, {layout.width}, ...], got {list(x.shape)}")
   pad = [(0, layout.padded_height - layout.height), (0, layout.padded_width - layout.width)]
   pad += [(0, 0)] * (x.ndim - 2)
-  padded = jnp.pad(x, pad, mode="reflect")  # repeated reflection when the pad exceeds the size
-  t, s = layout.tile_size, layout.stride
-  ys = np.arange(layout.rows)[:, None] * s + np.arange(t)[None, :]  # [rows, T]
-  xs = np.arange(layout.cols)[:, None] * s + np.arange(t)[None, :]  # [cols, T]
-  tiles = padded[ys[:, None, :, None], xs[None, :, None, :]]  # [rows, cols, T, T, ...]
-  return tiles.reshape((layout.num_tiles, t, t) + x.shape[2:])
+  return np.pad(x, pad, mode="reflect")  # repeated reflection when the pad exceeds the size
 
 
-def tile(image, *, tile_size: int, overlap: int = 0) -> tuple[jax.Array, TileLayout]:
+def cut(padded: np.ndarray, layout: TileLayout, index: int) -> np.ndarray:
+  """Tile `index` [T, T, ...] of an array padded by `pad_to_layout` (a view: cut tiles one at a time, so a
+  photo's tiles never all exist at once)."""
+  top, left = tile_origin(layout, index)
+  return padded[top:top + layout.tile_size, left:left + layout.tile_size]
+
+
+def tile_like(x, layout: TileLayout) -> np.ndarray:
+  """Cuts an [H, W, ...] array (image, fingerprint, mask) into all the tiles of `layout`:
+  [num_tiles, T, T, ...], tile i * cols + j first. ValueError if x is not [layout.height, layout.width, ...]."""
+  padded = pad_to_layout(x, layout)
+  return np.stack([cut(padded, layout, t) for t in range(layout.num_tiles)])
+
+
+def tile(image, *, tile_size: int, overlap: int = 0) -> tuple[np.ndarray, TileLayout]:
   """Cuts an [H, W, ...] image into square tiles (reflection padding at the bottom and right).
 
   Args:
@@ -134,67 +140,87 @@ def tile(image, *, tile_size: int, overlap: int = 0) -> tuple[jax.Array, TileLay
   Returns:
     (tiles [num_tiles, T, T, ...], layout); cut the fingerprint with `tile_like(k, layout)`.
   """
-  image = jnp.asarray(image)
+  image = np.asarray(image)
   if image.ndim < 2:
     raise ValueError(f"tile expects [H, W, ...], got shape {list(image.shape)}")
   layout = make_layout(image.shape[0], image.shape[1], tile_size=tile_size, overlap=overlap)
   return tile_like(image, layout), layout
 
 
-def _blend_axis(x: jax.Array, axis: int, count: int, layout: TileLayout) -> jax.Array:
-  """Joins `count` tiles laid side by side along `axis` (x.shape[axis] == count * T) into the padded length."""
-  t, s, o = layout.tile_size, layout.stride, layout.overlap
-  length = (count - 1) * s + t
-  pos = np.arange(length)
-  second = np.minimum(pos // s, count - 1)  # the later tile covering pos
-  local = pos - second * s
-  in_band = (local < o) & (second > 0)
-  first = np.where(in_band, second - 1, second)
-  first_local = np.where(in_band, local + s, local)
-  weight = np.where(in_band, (local + 0.5) / max(o, 1), 0.0)  # weight of the later tile
-  a = jnp.take(x, first * t + first_local, axis=axis)
-  if o == 0:
-    return a
-  b = jnp.take(x, second * t + local, axis=axis)
-  shape = [1] * x.ndim
-  shape[axis] = length
-  if jnp.issubdtype(x.dtype, jnp.floating):
-    t_w = jnp.asarray(weight.reshape(shape), x.dtype)
-    mixed = a + t_w * (b - a)
-  else:  # integers (and bool): blend in float32, round to nearest, back to the dtype
-    t_w = jnp.asarray(weight.reshape(shape), jnp.float32)
-    af, bf = a.astype(jnp.float32), b.astype(jnp.float32)
-    mixed = jnp.round(af + t_w * (bf - af))
-    if jnp.issubdtype(x.dtype, jnp.integer):
-      info = jnp.iinfo(x.dtype)
-      mixed = jnp.clip(mixed, info.min, info.max)
-    mixed = mixed.astype(x.dtype)
-  return jnp.where(a == b, a, mixed)
+def _ramp(layout: TileLayout, index: int, count: int) -> np.ndarray:
+  """float32[T] cross-fade weights of the `index`-th of `count` tiles along one axis: rising (u + 0.5) / overlap
+  over the band shared with the previous tile, falling by the complement over the band shared with the next."""
+  t, o = layout.tile_size, layout.overlap
+  w = np.ones(t, np.float32)
+  if o:
+    up = ((np.arange(o) + 0.5) / o).astype(np.float32)
+    if index > 0:
+      w[:o] = up
+    if index < count - 1:
+      w[t - o:] = np.float32(1) - up
+  return w
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def untile(tiles, layout: TileLayout) -> jax.Array:
-  """Reassembles tiles into the [H, W, ...] image (exact inverse of `tile` for unmodified tiles).
+class TileCanvas:
+  """Puts processed tiles back, one at a time, in any order: the streaming inverse of `tile`.
 
-  Overlapping bands are cross-faded linearly (see the module docstring); the reflection padding is cropped.
+  Neighbouring tiles are cross-faded linearly across their shared bands (the weights of two tiles sum to 1
+  there); the padding is cropped. Memory: one float32 sum and one weight plane of the padded image, whatever the
+  number of tiles. Tiles cut from one image put back unchanged give that image bit for bit for integer dtypes
+  (the normalised sum is within float rounding of the value, then rounded) and within float32 rounding for floats.
 
   Args:
-    tiles: [num_tiles, T, T, ...] (e.g. the anonymized tiles), tile i * cols + j first.
-    layout: the layout `tile` returned.
-
-  Returns:
-    [H, W, ...] with the tiles' dtype.
+    layout: the tiles' layout.
+    trailing: the shape after [T, T] of every tile (e.g. (3,) for RGB, () for a fingerprint).
   """
-  tiles = jnp.asarray(tiles)
+
+  def __init__(self, layout: TileLayout, trailing: tuple[int, ...] = (3,)):
+    self.layout = layout
+    self.trailing = tuple(trailing)
+    self._sum = np.zeros((layout.padded_height, layout.padded_width) + self.trailing, np.float32)
+    self._weight = np.zeros((layout.padded_height, layout.padded_width), np.float32)
+    self._added = np.zeros(layout.num_tiles, bool)
+
+  def add(self, index: int, tile_values) -> None:
+    """Adds tile `index` [T, T, *trailing] (any real dtype)."""
+    t = self.layout.tile_size
+    tile_values = np.asarray(tile_values)
+    if tile_values.shape != (t, t) + self.trailing:
+      raise ValueError(f"expected a tile of shape {[t, t, *self.trailing]}, got {list(tile_values.shape)}")
+    i, j = divmod(int(index), self.layout.cols)
+    w = np.outer(_ramp(self.layout, i, self.layout.rows), _ramp(self.layout, j, self.layout.cols))
+    top, left = tile_origin(self.layout, index)
+    self._sum[top:top + t, left:left + t] += w.reshape(w.shape + (1,) * len(self.trailing)) * tile_values
+    self._weight[top:top + t, left:left + t] += w
+    self._added[index] = True
+
+  @property
+  def complete(self) -> bool:
+    return bool(self._added.all())
+
+  def result(self, dtype=np.float32) -> np.ndarray:
+    """The [H, W, *trailing] image (every tile must have been added): floats as computed, integer dtypes rounded
+    to nearest and clipped to the dtype's range."""
+    if not self.complete:
+      raise ValueError(f"tiles {np.flatnonzero(~self._added).tolist()} were never added")
+    h, w = self.layout.height, self.layout.width
+    weight = self._weight[:h, :w].reshape((h, w) + (1,) * len(self.trailing))
+    out = self._sum[:h, :w] / weight
+    if np.issubdtype(np.dtype(dtype), np.integer):
+      info = np.iinfo(dtype)
+      return np.clip(np.round(out), info.min, info.max).astype(dtype)
+    return out.astype(dtype)
+
+
+def untile(tiles, layout: TileLayout) -> np.ndarray:
+  """Reassembles all the tiles [num_tiles, T, T, ...] of `layout` into the [H, W, ...] image with the tiles' dtype
+  (a `TileCanvas` fed in order)."""
+  tiles = np.asarray(tiles)
   t = layout.tile_size
   if tiles.ndim < 3 or tiles.shape[:3] != (layout.num_tiles, t, t):
     raise ValueError(f"expected tiles of shape [{layout.num_tiles}, {t}, {t}, ...] for this layout, got "
                      f"{list(tiles.shape)}")
-  rest = tiles.shape[3:]
-  grid = tiles.reshape((layout.rows, layout.cols, t, t) + rest)
-  # Rows of tiles -> strips [rows, T, cols * T, ...] -> blended along x -> [rows, T, Wp, ...].
-  strips = jnp.swapaxes(grid, 1, 2).reshape((layout.rows, t, layout.cols * t) + rest)
-  strips = _blend_axis(strips, 2, layout.cols, layout)
-  # Strips stacked -> [rows * T, Wp, ...] -> blended along y -> [Hp, Wp, ...].
-  full = _blend_axis(strips.reshape((layout.rows * t, layout.padded_width) + rest), 0, layout.rows, layout)
-  return full[:layout.height, :layout.width]
+  canvas = TileCanvas(layout, tiles.shape[3:])
+  for index, values in enumerate(tiles):
+    canvas.add(index, values)
+  return canvas.result(tiles.dtype)
