@@ -119,6 +119,8 @@ class AssemblyHook:
     sigma: the residual σ of the ranking (3 in DIPPAS).
     key: the ranking key ('paper' or 'abs', see `assembly`); rounding: of the block mean ('floor' or 'nearest').
     trace_every: record the whole-image NCC every this many iterations (0 = never); trace_length: entries.
+    stop_at_pool: an image is done as soon as every (B, τ) pool has this many candidates (`finished`; e.g. L:
+      the assembly has what it needs, whatever τ_stop says; 2L leaves it a choice); 0 = off.
   """
   settings: tuple[tuple[int, int, float], ...]
   height: int
@@ -128,6 +130,7 @@ class AssemblyHook:
   rounding: str = "floor"
   trace_every: int = 0
   trace_length: int = 1
+  stop_at_pool: int = 0
 
   @classmethod
   def make(cls, settings, *, height: int, width: int, **kwargs) -> "AssemblyHook":
@@ -154,6 +157,11 @@ class AssemblyHook:
                       fallback=_fallback_init(self.height, self.width, max(l for _, _, l in specs)),
                       ncc_trace=jnp.full((self.trace_length,), jnp.nan, jnp.float32),
                       keys=tuple((b, tau) for b, tau, _ in specs))
+
+  def finished(self, candidates: Candidates) -> jax.Array:
+    """bool[N]: every (B, τ) pool of the image has `stop_at_pool` candidates (all False when it is 0)."""
+    full = [acc.count >= self.stop_at_pool for acc in candidates.accumulators]
+    return jnp.all(jnp.stack(full), axis=0) & (self.stop_at_pool > 0)
 
   def _scores(self, image_u8, k_ref):
     """(block NCCs {B: float32[N, nb]}, whole-image NCC float32[N]) of a batch, from one residual per image."""

@@ -48,6 +48,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dippas_jax.dippas import injection as injection_lib
+from dippas_jax.dippas import lowpass
 from dippas_jax.dippas import optim
 from dippas_jax.dippas.dip import parameters
 from dippas_jax.dippas.dip import perturbation
@@ -120,9 +121,12 @@ class CandidateHook(NamedTuple):
     'map' and 'loop'). Called at every iteration after the record and before the stop check, with x̂ quantised
     (the kept image, not the injected output) and its PSNR; the crossing iteration is included. The runner
     discards what it returns for inactive images, so work that no active image needs may be skipped.
+  finished (optional): candidates -> bool[N] after `update`: the hook has what it needs from these images, which
+    are then done (a stop by need; it never delays the τ_stop and max_steps rules).
   """
   init: Callable[[jax.Array, jax.Array], Any]
   update: Callable[[Any, jax.Array, jax.Array, jax.Array, jax.Array], Any]
+  finished: Callable[[Any], jax.Array] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +171,15 @@ def _make_step(settings: DipSettings):
                                         settings.projected_min_size)
       variables = {"params": pspec.unravel(flat_params), "batch_stats": sspec.unravel(state.batch_stats)}
       (x_hat, y), mutated = model.apply(variables, net_in, inputs.injected, mutable=["batch_stats"])
-      loss = jnp.mean(jnp.square(y[0] - inputs.target))
-      return loss, (x_hat[0], sspec.ravel(mutated["batch_stats"]))
+      x_hat, y = x_hat[0], y[0]
+      loss = jnp.mean(jnp.square(y - inputs.target))
+      if settings.lowpass_sigma > 0:  # the photo's low frequencies under the DIP's detail (dippas/lowpass.py)
+        x_hat = lowpass.replace_lowpass(x_hat, inputs.target, sigma=settings.lowpass_sigma)
+        if settings.lowpass_detail_loss > 0:
+          y_c = lowpass.replace_lowpass(y, inputs.target, sigma=settings.lowpass_sigma)
+          a = settings.lowpass_detail_loss
+          loss = (1 - a) * loss + a * jnp.mean(jnp.square(y_c - inputs.target))
+      return loss, (x_hat, sspec.ravel(mutated["batch_stats"]))
 
     (loss, (x_hat, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     image_u8 = quantize_u8(x_hat)
@@ -211,11 +222,14 @@ def _make_chunk(settings: DipSettings, hook):
   """chunk(states, inputs) -> (states, history[N, K]) over the images of one device, without sharding."""
   step = _make_step(settings)
   length = settings.chunk_size
+  finished = getattr(hook, "finished", None)
 
   def advance(states, inputs):  # one iteration of a batch [N]
     active = jnp.logical_not(states.done)
     new, record, image_u8, psnr = jax.vmap(step)(states, inputs)
     new = new.replace(candidates=hook.update(states.candidates, image_u8, psnr, states.step, active))
+    if finished is not None:  # the hook has what it needs: stop (no later than τ_stop and max_steps)
+      new = new.replace(done=new.done | finished(new.candidates))
     return jax.vmap(_masked)(active, new, states, record)
 
   def chunk_batch(states, inputs):
