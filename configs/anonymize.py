@@ -31,15 +31,26 @@ CPU_RECIPE = {"dip.model.input_depth": 32, "dip.optimizer.learning_rate": 2e-2, 
 # τ_stop 39, B = 32, L = 10, τ = 37, floor rounding, ≤ 2,000 iterations.
 PAPER_CPU = {"dip.model.input_depth": 32, "dip.max_steps": 2000, "block_size": 32, "num_blocks": 10}
 _CPU_CROP = {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16}
+# The whole-photo recipe (BUILD_NOTES "Whole photos", RESULTS.md "Cost per megapixel"): the CPU recipe on 128²
+# tiles with an 8-pixel overlap, streamed through 8 slots refilled every 10 steps, the photo's own low frequencies
+# under the DIP's detail (σ 4 px: no colour blotches, the fit reaches τ sooner), and each tile stopped as soon as
+# its pool holds L candidates above τ (τ_stop 42 only caps it).
+PHOTO_RECIPE = {**CPU_RECIPE, "full_resolution": True, "tile_size": 128, "tile_overlap": 8, "batch_size": 8,
+                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0,
+                "stop_at_pool": 20, "dip.tau_stop": 42.0}
 # Bases: (DIP config argument, overrides of the anonymize fields).
 BASES = {
     "": ("", {}),
+    "photo": ("", PHOTO_RECIPE),
+    # On a GPU: the same recipe with 64 tiles in flight (a documented choice until `scripts/gpu_check.sh` measures
+    # the best batch there; BUILD_NOTES).
+    "photo_gpu": ("", {**PHOTO_RECIPE, "batch_size": 64}),
     "paper": ("", {}),
     "cpu": ("", {**_CPU_CROP, **CPU_RECIPE}),
     "paper_cpu": ("", {**_CPU_CROP, **PAPER_CPU}),
     "tiny": ("tiny", {"crop": (64, 64), "tile_size": 64, "tile_overlap": 16, "block_size": 16, "num_blocks": 10,
                       "tau": 27.0}),
-    "demo": ("", {**CPU_RECIPE, "crop": (128, 128), "trace_every": 10}),
+    "demo": ("", {**PHOTO_RECIPE, "batch_size": 4, "trace_every": 10}),
 }
 
 
@@ -54,11 +65,21 @@ def _sweep() -> config_dict.ConfigDict:
   return sweep
 
 
+def default_base() -> str:
+  """The base of a plain `dippas-anonymize`: 'photo' on a CPU, 'photo_gpu' when JAX's default backend is an
+  accelerator."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return "photo" if jax.default_backend() == "cpu" else "photo_gpu"
+
+
 def get_config(arg: str = "") -> config_dict.ConfigDict:
   """The anonymize config for `arg` (module docstring); locked and validated."""
   base, overrides = arguments.parse(arg, tuple(BASES))
+  base = base or default_base()
   dip_arg, base_overrides = BASES[base]
   config = config_dict.ConfigDict()
+  # The base this config was made from (reported by the command and in report.json; not a setting).
+  config.recipe = base
   # 'aware' (rank and inject with the device fingerprint, --fingerprint) or 'blind' (K̃ = W(I) of the photo).
   config.mode = "aware"
   # Residual σ (grey levels) of the candidate ranking and of K̃ in blind mode (DIPPAS uses 3).
@@ -81,17 +102,28 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Pixels with a channel changed by more than this many grey levels are copied from the original (a DIP output
   # stuck at black or white leaves a visible dot); 0 = off (the paper).
   config.max_change = 0
+  # Stop a piece as soon as every (B, τ) pool has this many candidates above τ (the assembly has what it needs:
+  # L of them, or a few L to choose from), instead of only at dip.tau_stop or dip.max_steps; 0 = off (the paper).
+  config.stop_at_pool = 0
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
   config.sweep = _sweep()
   # Centre crop (rows, cols) of each photo: the paper's protocol; multiples of 16 at the paper's 5 scales.
   config.crop = (512, 512)
   # Anonymize the whole photo by tiling instead of the centre crop.
   config.full_resolution = False
+  # Warm starts of a whole photo's tiles: this many root tiles, spread over the grid, are optimised first from the
+  # random initialisation, every other tile from the final weights of its nearest root (dippas/photo_stream.py);
+  # 0 = every tile cold.
+  config.warm_start_roots = 0
   # Tile size (multiple of 16) and overlap (pixels, cross-faded) in full-resolution mode.
   config.tile_size = 512
   config.tile_overlap = 32
-  # Photos optimized together (vmapped over one network per photo); memory grows with it.
+  # Pieces (crops or tiles) optimized together, one network each, vmapped: the slots of the queue, each refilled
+  # with the next piece as soon as its piece is done; memory grows with it, not with the number of pieces.
   config.batch_size = 4
+  # Refill a finished piece's slot at once with the next piece (no idle slots); False: batches of batch_size
+  # pieces that wait for their slowest one (the behaviour before the queue; for comparisons).
+  config.refill = True
   # Record the whole-image NCC of the kept image every this many iterations for the history plot (0 = never).
   config.trace_every = 10
   # The DIP engine (configs/dip.py): network, noise, optimizer, stop rule, runner.

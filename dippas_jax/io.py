@@ -155,6 +155,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
   return _to_rgb(array, path)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+  """(H, W) of an image file from its header, without decoding the pixels. Raises InputError."""
+  try:
+    with Image.open(path) as im:
+      return im.size[1], im.size[0]
+  except Exception as e:  # Pillow raises many types on a bad file.
+    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+
+
 def _pil_to_array(im: Image.Image, path) -> np.ndarray:
   if im.mode in ("RGB", "L", "RGBA", "LA"):
     return np.asarray(im)

@@ -39,7 +39,7 @@ def _child(steps: int, size: int) -> None:
   print(json.dumps({"steps": int(result.num_steps[0]), "seconds": time.perf_counter() - t0,
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     "device_peak_mb": stats.get("peak_bytes_in_use", 0) / 2**20,
-                    "pool": int(next(iter(result.candidates.values()))[0])}))
+                    "pool": int(next(iter(result.pool_sizes.values()))[0])}))
 
 
 def main(argv):

@@ -11,7 +11,8 @@ from dippas_jax.jobs import demo as demo_job
 
 _CONFIG = common.define_config("config", common.config_path("prnu"), "PRNU config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output folder.")
-_SIZE = flags.DEFINE_integer("size", 256, "Synthetic photo size (pixels, square).")
+_SIZE = flags.DEFINE_integer("size", 248, "Synthetic photo size (pixels, square; 248 = 2 × 2 tiles of 128² with an "
+                            "8-pixel overlap).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic camera.")
 _PRNU_STD = flags.DEFINE_float("prnu_std", demo_job.PRNU_STD, "Std of the synthetic fingerprints (0.003 = 0.3 %, "
                                "as real cameras; larger = easier attribution).", lower_bound=0.0)

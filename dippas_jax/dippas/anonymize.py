@@ -1,29 +1,38 @@
-"""DIPPAS anonymization of a batch of images: DIP optimization with on-device streaming top-L assembly.
+"""DIPPAS anonymization: crops or whole photos, DIP optimization with on-device streaming top-L assembly.
 
-For N images (`uint8[N, H, W, 3]`) and their fingerprints:
+Every piece (a centre crop, or a tile of a whole photo: `photo_stream`) goes through the same steps:
 
-1. the NCC reference K_ref: the device fingerprint (PRNU-aware) or K̃ = W(I), the image's own residual
+1. the NCC reference K_ref: the device fingerprint (PRNU-aware) or K̃ = W(piece), its own residual
    (`extract_residual`, σ = 3: PRNU-blind, SPEC §0); K_ref is also the fingerprint injected in the DIP model;
-2. `dip.optimize` runs one network per image (vmapped, sharded over devices); at every iteration the candidate
-   hook ranks the kept image x̂ by block NCC with gray(x̂) ⊙ K_ref and merges it into a streaming top-L
-   accumulator per (B, τ) (`assembly.make_candidate_hook`): no candidate leaves the device;
-3. the final image of every (B, L, τ) setting is the floor mean of the L best blocks per position.
+2. one network per piece is optimised in a queue of `batch_size` slots (`dip.scheduler`, refilled as pieces
+   finish); at every iteration the candidate hook ranks the kept image x̂ by block NCC with gray(x̂) ⊙ K_ref and
+   merges it into a streaming top-L accumulator per (B, τ) (`candidates.AssemblyHook`): no candidate leaves the
+   device;
+3. the piece of every (B, L, τ) setting is the mean of the L best blocks per position; a whole photo's tiles are
+   put back by a cross-fading canvas, and `restore_from_original` applies the photo-level rules.
 
-`anonymize` returns arrays and numbers; `pipeline.anonymize_job` does the files.
+`anonymize_photos` streams photos (what `jobs.anonymize` uses); `anonymize` is the array API for a batch of
+crops.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
-from typing import Any, Callable, Sequence
+import time
+from typing import Callable, Iterable, Sequence
 
+import jax
 import numpy as np
 
 from dippas_jax.dippas import assembly
 from dippas_jax.dippas import candidates
-from dippas_jax.prnu import denoise
 from dippas_jax.dippas import dip
+from dippas_jax.dippas import photo_stream
+from dippas_jax.dippas.dip import scheduler
+from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
 
 MODES = ("aware", "blind")
@@ -44,7 +53,7 @@ def make_hook(config, *, height: int, width: int) -> candidates.AssemblyHook:
   max_steps = int(config.dip.max_steps)
   return candidates.AssemblyHook.make(
       settings_of(config), height=height, width=width, sigma=float(config.sigma), key=str(config.rank_key),
-      rounding=str(config.rounding),
+      rounding=str(config.rounding), stop_at_pool=int(config.stop_at_pool),
       trace_every=trace_every, trace_length=-(-max_steps // trace_every) if trace_every > 0 else 1)
 
 
@@ -78,44 +87,128 @@ def reference_fingerprints(images: np.ndarray, fingerprints: np.ndarray | None, 
   return np.broadcast_to(k, (n, h, w)).copy()
 
 
+PhotoTask = photo_stream.PhotoTask
+PhotoResult = photo_stream.PhotoResult
+PieceResult = photo_stream.PieceResult
+piece_id = photo_stream.piece_id
+photo_layout = photo_stream.photo_layout
+
+
+@functools.partial(jax.jit, static_argnames="hook")
+def _finalize(cands: candidates.Candidates, *, hook: candidates.AssemblyHook):
+  return candidates.finalize_candidates(cands, hook), candidates.pool_sizes(cands)
+
+
+def piece_result(result: scheduler.JobResult, hook: candidates.AssemblyHook) -> PieceResult:
+  """The `PieceResult` of a finished DIP job (its candidates finalised, then dropped from the device)."""
+  outputs, pools = jax.device_get(_finalize(result.candidates, hook=hook))
+  return PieceResult(outputs={k: np.asarray(v) for k, v in outputs.items()}, history=result.history,
+                     ncc_trace=np.asarray(result.candidates.ncc_trace), num_steps=result.num_steps,
+                     stopped=result.stopped, gamma=result.gamma, best_psnr=result.best_psnr,
+                     pools={k: int(v) for k, v in pools.items()}, seconds=result.seconds, params=result.params)
+
+
+def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[PhotoResult], None], seed: int = 0,
+                     on_piece: Callable[[PhotoTask, int, PieceResult], None] | None = None,
+                     on_progress: Callable[[scheduler.QueueStats, int], None] | None = None,
+                     mesh=None) -> scheduler.QueueStats:
+  """Anonymizes a stream of photos (crops, or whole photos tiled in full-resolution mode); returns the queue's
+  figures.
+
+  The pieces of all photos go through one queue of `config.batch_size` slots (`dip.scheduler`) in the order of
+  `photo_stream.PhotoStream` (warm-start roots first): a finished piece's slot takes the next piece, of this photo
+  or the next, so no slot waits for the slowest piece. Every piece has the same size (the config's crop or tile
+  size). A piece's result depends only on the piece, the seed, the photo's name (`piece_id`) and, warm-started,
+  its root's result — never on what shared the queue with it (the same `batch_size` gives the same bits).
+
+  Args:
+    tasks: the photos, pulled lazily (only the photos in flight are held).
+    config: the anonymize config (`configs/anonymize.py`).
+    on_photo: called with each photo's `PhotoResult` (`restore_from_original` applied) as soon as its last piece
+      is done.
+    seed: DIP seed.
+    on_piece: called with (task, piece index, PieceResult) as each piece is done (e.g. to keep it for a resume).
+    on_progress: called after every chunk with the queue's figures and the number of busy slots.
+    mesh: the devices to run on (`dip.make_mesh`; default all of `jax.devices()`).
+  """
+  def finish(result: PhotoResult) -> None:
+    result.outputs = {key: restore_from_original(result.task.image[None], image[None],
+                                                 saturated_level=int(config.saturated_level),
+                                                 max_change=int(config.max_change))[0]
+                      for key, image in result.outputs.items()}
+    on_photo(result)
+
+  stream = photo_stream.PhotoStream(tasks, config, finish)
+  hooks: dict[tuple[int, int], candidates.AssemblyHook] = {}
+
+  def jobs():
+    for job in stream.jobs():
+      if job is not None:
+        h, w = job.image.shape[:2]
+        if (h, w) not in hooks:
+          check_geometry(config, h, w)
+          hooks[(h, w)] = make_hook(config, height=h, width=w)
+        if len(hooks) > 1:
+          raise ValueError(f"every piece of one run must have one size, got {sorted(hooks)}; crop the photos alike "
+                           "(config field crop) or use full-resolution mode")
+        job.fingerprint = reference_fingerprints(job.image[None], None if job.fingerprint is None
+                                                 else job.fingerprint[None], mode=config.mode,
+                                                 sigma=float(config.sigma))[0]
+      yield job
+
+  def on_done(result: scheduler.JobResult) -> None:
+    number, index = result.key
+    piece = piece_result(result, next(iter(hooks.values())))
+    if on_piece is not None:
+      on_piece(stream.open[number].task, index, piece)
+    stream.piece_done(number, index, piece)
+
+  pieces = jobs()
+  first = next(pieces, None)
+  if first is None:
+    return scheduler.QueueStats()
+  slots = max(1, int(config.batch_size))
+  if mesh is not None:
+    slots = -(-slots // mesh.devices.size) * mesh.devices.size
+  return scheduler.run_jobs(itertools.chain([first], pieces), settings=dip.DipSettings.from_config(config.dip),
+                            slots=slots, on_done=on_done, seed=seed, hook=next(iter(hooks.values())), mesh=mesh,
+                            refill=bool(config.refill), on_chunk=on_progress)
+
+
 @dataclasses.dataclass
 class AnonymizeResult:
-  """Outputs for N images (numpy).
+  """Outputs for N images of one size (numpy), from `anonymize`.
 
-  outputs: {(B, L, τ): uint8[N, H, W, 3]}; primary: the config's (B, L, τ) key; k_ref: float32[N, H, W];
-  history: {name: [N, T]} of the DIP run (step, loss, psnr, gamma, active); ncc_trace: float32[N, T'] (NaN where
-  not computed), trace_every; num_steps, stopped, gamma, best_psnr: [N]; pool_sizes: {(B, τ): int[N]}
-  candidates that reached τ (0: that setting's image is the fallback, the best-PSNR iterations, below τ);
-  init_s, run_s: seconds.
+  outputs: {(B, L, τ): uint8[N, H, W, 3]}; primary: the config's (B, L, τ) key; k_ref: float32[N, H, W] the NCC
+  reference; pieces: [PieceResult] per image (history, NCC trace, iterations, γ, pools); trace_every;
+  num_steps, stopped, gamma, best_psnr: [N]; pool_sizes: {(B, τ): int[N]}; seconds; queue: the queue's figures.
   """
   outputs: dict
   primary: tuple
   k_ref: np.ndarray
-  history: dict
-  ncc_trace: np.ndarray
+  pieces: list
   trace_every: int
   num_steps: np.ndarray
   stopped: np.ndarray
   gamma: np.ndarray
   best_psnr: np.ndarray
   pool_sizes: dict
-  init_s: float
-  run_s: float
+  seconds: float
+  queue: scheduler.QueueStats
 
 
 def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, seed: int = 0,
-              image_ids: Sequence[int] | None = None,
-              on_chunk: Callable[[dip.ChunkInfo], None] | None = None, mesh=None) -> AnonymizeResult:
-  """Anonymizes `images` uint8[N, H, W, 3] (H, W multiples of 16 at the paper's 5 scales).
+              names: Sequence[str] | None = None,
+              on_progress: Callable[[scheduler.QueueStats, int], None] | None = None, mesh=None) -> AnonymizeResult:
+  """Anonymizes `images` uint8[N, H, W, 3] (each one piece: H, W multiples of 16 at the paper's 5 scales).
 
   Args:
-    images: the photos (already cropped or tiled).
+    images: the photos (already cropped).
     fingerprints: float[H, W] or [N, H, W] device fingerprints (aware mode); ignored in blind mode.
-    config: the anonymize config (`configs/anonymize.py`): mode, sigma, block_size, num_blocks, tau, sweep,
-      trace_every and the DIP config `dip`.
-    seed, image_ids: per-image keys are fold_in(key(seed), image_id), so results do not depend on batching.
-    on_chunk: progress callback (`dip.ChunkInfo`).
-    mesh: the devices to run on (`dip.make_mesh`; default all of `jax.devices()`).
+    config: the anonymize config (`configs/anonymize.py`; `full_resolution` is ignored: each image is one piece).
+    seed, names: image i is keyed by `piece_id(names[i])` (default: its index), so results do not depend on
+      which images are given together.
+    on_progress, mesh: as `anonymize_photos`.
   """
   images = np.asarray(images)
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -123,19 +216,26 @@ def anonymize(images: np.ndarray, fingerprints: np.ndarray | None, *, config, se
   n, h, w = images.shape[:3]
   check_geometry(config, h, w)
   k_ref = reference_fingerprints(images, fingerprints, mode=config.mode, sigma=config.sigma)
-  hook = make_hook(config, height=h, width=w)
-  result = dip.optimize(images, k_ref, settings=dip.DipSettings.from_config(config.dip), seed=seed,
-                        image_ids=image_ids, hook=hook, on_chunk=on_chunk, mesh=mesh)
-  cands: candidates.Candidates = result.state.candidates
-  outputs = {key: restore_from_original(images, np.asarray(v)[:n], saturated_level=int(config.saturated_level),
-                                        max_change=int(config.max_change))
-             for key, v in candidates.finalize_candidates(cands, hook).items()}
-  pools = {key: np.asarray(v)[:n] for key, v in candidates.pool_sizes(cands).items()}
+  names = [str(i) for i in range(n)] if names is None else list(names)
+  piece_config = config.copy_and_resolve_references()
+  with piece_config.unlocked():
+    piece_config.full_resolution = False
+  done: dict[str, PhotoResult] = {}
+  t0 = time.perf_counter()
+  tasks = (PhotoTask(name=names[i], image=images[i], fingerprint=None if config.mode == "blind" else k_ref[i])
+           for i in range(n))
+  queue = anonymize_photos(tasks, config=piece_config, seed=seed, on_progress=on_progress, mesh=mesh,
+                           on_photo=lambda r: done.__setitem__(r.task.name, r))
+  results = [done[name] for name in names]
+  pieces = [r.pieces[0] for r in results]
   return AnonymizeResult(
-      outputs=outputs, primary=(int(config.block_size), int(config.num_blocks), float(config.tau)), k_ref=k_ref,
-      history=result.history, ncc_trace=np.asarray(cands.ncc_trace)[:n], trace_every=hook.trace_every,
-      num_steps=result.num_steps, stopped=result.stopped, gamma=result.gamma, best_psnr=result.best_psnr,
-      pool_sizes=pools, init_s=result.init_s, run_s=result.run_s)
+      outputs={key: np.stack([r.outputs[key] for r in results]) for key in results[0].outputs},
+      primary=(int(config.block_size), int(config.num_blocks), float(config.tau)), k_ref=k_ref, pieces=pieces,
+      trace_every=int(config.trace_every), num_steps=np.asarray([p.num_steps for p in pieces]),
+      stopped=np.asarray([p.stopped for p in pieces]), gamma=np.asarray([p.gamma for p in pieces]),
+      best_psnr=np.asarray([p.best_psnr for p in pieces]),
+      pool_sizes={key: np.asarray([p.pools[key] for p in pieces]) for key in pieces[0].pools},
+      seconds=time.perf_counter() - t0, queue=queue)
 
 
 def restore_from_original(originals: np.ndarray, outputs: np.ndarray, *, saturated_level: int = 0,
@@ -167,27 +267,3 @@ def ncc_scores(images: np.ndarray, fingerprint: np.ndarray, *, sigma: float) -> 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """PSNR float32[N] of uint8 images (no wrap-around)."""
   return np.asarray(metrics.psnr(a, b))
-
-
-def summary_row(result: AnonymizeResult, i: int, original: np.ndarray, *, sigma: float,
-                eval_fingerprint: np.ndarray | None = None) -> dict[str, Any]:
-  """The per-image numbers of a report: PSNR and NCC before/after for the primary setting and every other."""
-  row: dict[str, Any] = {
-      "iterations": int(result.num_steps[i]), "stopped_at_tau_stop": bool(result.stopped[i]),
-      "gamma": float(result.gamma[i]), "best_psnr_dip": float(result.best_psnr[i]),
-      "candidates_kept": {f"B{b}_tau{t:g}": int(v[i]) for (b, t), v in result.candidates.items()},
-  }
-  refs = {"reference": result.k_ref[i]}
-  if eval_fingerprint is not None:
-    refs["evaluation"] = eval_fingerprint
-  before = {name: float(ncc_scores(original[None], k, sigma=sigma)[0]) for name, k in refs.items()}
-  settings = []
-  for (b, l, t), out in sorted(result.outputs.items()):
-    entry = {"block_size": b, "num_blocks": l, "tau": t, "psnr": float(psnr(out[i][None], original[None])[0])}
-    entry.update({f"ncc_{name}": float(ncc_scores(out[i][None], k, sigma=sigma)[0]) for name, k in refs.items()})
-    settings.append(entry)
-    if (b, l, t) == result.primary:
-      row.update({"psnr": entry["psnr"], "ncc_after": {n: entry[f"ncc_{n}"] for n in refs}})
-  row["ncc_before"] = before
-  row["settings"] = settings
-  return row

@@ -1,15 +1,18 @@
-"""`dippas-anonymize`: photos → per photo `anonymized.png`, `report.json`, `history.jsonl`, `history.png`.
+"""`dippas-anonymize`: photos → per photo `anonymized.png`, `report.json`, `report.png`, `history.png`.
 
 Photos are listed (`io.list_images`), named by `common.output_names` (their path relative to the inputs' common
-folder: two photos never share an output folder) and sorted by that name. Batches of `config.batch_size` photos
-are cut from that full sorted list (one photo per batch in full-resolution mode, its tiles forming the batch), so
-a batch always holds the same photos and a resumed run computes exactly what an uninterrupted one does. With
-several processes (`process_count`), process p takes batches p, p + P, p + 2P, ...
+folder: two photos never share an output folder) and sorted by that name; with several processes
+(`process_count`), process p takes photos p, p + P, p + 2P, ... Each photo is anonymized whole (tiled, the
+default) or as its centre crop (the research protocol, `full_resolution=False`); the pieces of all photos stream
+through one queue of `batch_size` slots (`anonymize.anonymize_photos`), and each photo's files are written as soon
+as its last piece is done.
 
 Resume: a photo is done when its report.json records the PNG's checksum, the source photo's checksum and the
 checksum of the settings that produced it (`settings_digest`); otherwise it is (re)computed, and a stale result
-is said to be. A photo whose primary setting never had a candidate above τ (its image comes from the fallback
-pool, the best-PSNR iterations) is reported below the quality target.
+is said to be. The finished tiles of an unfinished whole photo are kept in `<photo>/.tiles/` (with the source and
+settings checksums) and reused by the next run, so a kill loses at most the tiles in flight. A photo whose
+primary setting never had a candidate above τ in some piece (that piece is the fallback, the best-PSNR iterations)
+is reported below the quality target.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import shutil
 import sys
-import time
 
 import jax
 import numpy as np
@@ -28,30 +31,28 @@ from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.dippas import anonymize
 from dippas_jax.dippas import dip
-from dippas_jax.dippas import tiling
 from dippas_jax.jobs import anonymize_report
 from dippas_jax.jobs import common
 
 # Config fields that do not change a photo's outputs (left out of `settings_digest`).
-_NOT_DETERMINING = ("batch_size", "trace_every")
+_NOT_DETERMINING = ("batch_size", "recipe", "refill", "trace_every")
 
 
 @dataclasses.dataclass
 class Photo:
-  """One input photo, prepared: its pixels, the pieces handed to DIPPAS and how to put them back.
+  """One input photo, prepared: the image handed to DIPPAS and what the report needs.
 
-  image: uint8[H, W, 3] (16-bit photos rounded); grey: the photo's channels are identical; pieces: uint8[T, h, w, 3]
-  (one centre crop, or T tiles); k_pieces: float32[T, h, w] of the device fingerprint or None (blind); layout:
-  the tiling layout (None for a crop); region: where the pieces lie in the photo (for the report).
+  image: uint8[H, W, 3] the piece of the photo that is anonymized (the whole photo, or its centre crop; 16-bit
+  photos rounded); grey: the photo's channels are identical; k: float32[H, W] the device fingerprint (aware) or
+  None (blind); region: where the image lies in the photo (for the report); source_sha: the file's checksum.
   """
   record: io.ImageRecord
   name: str
   image: np.ndarray
   grey: bool
-  pieces: np.ndarray
-  k_pieces: np.ndarray | None
-  layout: object
+  k: np.ndarray | None
   region: dict
+  source_sha: str
 
 
 def settings_digest(config, *, seed: int, fingerprint_sha: str | None, eval_sha: str | None) -> str:
@@ -78,10 +79,10 @@ def photo_status(out_dir: pathlib.Path, *, source_sha: str, settings_sha: str) -
   return "done" if complete and same else "stale"
 
 
-def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config) -> Photo:
-  """Reads one photo and crops (research default) or tiles (full resolution) it and its fingerprint.
+def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config, source_sha: str) -> Photo:
+  """Reads one photo and takes the whole photo (full resolution) or its centre crop, and the fingerprint alike.
 
-  A fingerprint of the photo's size is cropped/tiled like the photo; in crop mode any fingerprint at least as
+  In full-resolution mode the fingerprint must have the photo's size; in crop mode any fingerprint at least as
   large as the crop is centre-cropped to it (fingerprints estimated from centre crops, e.g. prnu-python's 512²
   ones, share the photo's centre). Raises io.InputError for an unreadable photo or mismatched sizes.
   """
@@ -90,12 +91,13 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config) ->
   if config.full_resolution:
     if k is not None and k.shape != (h, w):
       raise io.InputError(f"{record.path}: the fingerprint is {k.shape[0]}×{k.shape[1]} but the photo is {h}×{w}; "
-                          "full-resolution mode needs a fingerprint of the photo's size")
-    tiles, layout = tiling.tile(image, tile_size=config.tile_size, overlap=config.tile_overlap)
-    k_tiles = None if k is None else np.asarray(tiling.tile_like(k, layout))
-    region = {"mode": "full_resolution", "height": h, "width": w, "tile_size": config.tile_size,
-              "tile_overlap": config.tile_overlap}
-    return Photo(record, name, image, imaging.is_grey(image), np.asarray(tiles), k_tiles, layout, region)
+                          "whole photos need a fingerprint of the photo's size (estimate it with dippas-fingerprint "
+                          "from whole flat-fields), or use the centre crop (config field full_resolution=False)")
+    if min(h, w) < 16:
+      raise io.InputError(f"{record.path}: the photo is {h}×{w}, smaller than 16 pixels on a side")
+    region = {"mode": "whole_photo", "height": h, "width": w, "tile_size": int(config.tile_size),
+              "tile_overlap": int(config.tile_overlap)}
+    return Photo(record, name, image, imaging.is_grey(image), k, region, source_sha)
   crop = tuple(int(c) for c in config.crop)
   piece = io.center_crop(image, *crop, name=str(record.path))
   if k is not None and k.shape != crop:
@@ -105,7 +107,7 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config) ->
     k = io.center_crop(k, *crop, name="fingerprint")
   region = {"mode": "centre_crop", "height": crop[0], "width": crop[1], "top": (h - crop[0]) // 2,
             "left": (w - crop[1]) // 2, "photo_height": h, "photo_width": w}
-  return Photo(record, name, image, imaging.is_grey(piece), piece[None], None if k is None else k[None], None, region)
+  return Photo(record, name, piece, imaging.is_grey(piece), k, region, source_sha)
 
 
 def _load_fingerprints(fingerprint: str | None, eval_fingerprint: str | None, config):
@@ -125,32 +127,68 @@ def _load_fingerprints(fingerprint: str | None, eval_fingerprint: str | None, co
   return (*load(fingerprint), *load(eval_fingerprint))
 
 
-def _read_batch(batch, names, k, config, skipped: list[str]) -> list[Photo]:
-  photos = []
-  for record, name in zip(batch, names):
+class TileCache:
+  """The finished pieces of one unfinished photo, kept in `<photo>/.tiles/` so that a killed run loses only the
+  pieces in flight: `piece_<t>.npz` (the piece's outputs and numbers) beside `meta.json` (the source and settings
+  checksums; pieces of another source or other settings are never reused)."""
+
+  def __init__(self, out_dir: pathlib.Path, *, source_sha: str, settings_sha: str):
+    self.folder = out_dir / ".tiles"
+    self.meta = {"source_sha256": source_sha, "settings_sha256": settings_sha}
+
+  def load(self) -> dict[int, anonymize.PieceResult]:
+    """{piece index: PieceResult} of a run with the same source and settings ({} otherwise)."""
     try:
-      photos.append(_prepare(record, name, k, config))
-    except io.InputError as e:
-      print(f"skipped: {e}", file=sys.stderr)
-      skipped.append(str(e))
-  return photos
+      if json.loads((self.folder / "meta.json").read_text()) != self.meta:
+        return {}
+    except (OSError, ValueError):
+      return {}
+    pieces = {}
+    for path in sorted(self.folder.glob("piece_*.npz")):
+      try:
+        pieces[int(path.stem.split("_")[1])] = _piece_from_npz(path)
+      except (OSError, ValueError, KeyError):
+        continue  # a damaged file: that piece is recomputed
+    return pieces
+
+  def save(self, index: int, piece: anonymize.PieceResult) -> None:
+    if not (self.folder / "meta.json").is_file():
+      io.write_json(self.folder / "meta.json", self.meta)
+    arrays = {f"out_{b}_{l}_{t:g}": v for (b, l, t), v in piece.outputs.items()}
+    arrays.update({f"hist_{k}": v for k, v in piece.history.items()})
+    arrays.update({f"pool_{b}_{t:g}": np.asarray(v) for (b, t), v in piece.pools.items()})
+    arrays.update(ncc_trace=piece.ncc_trace, num_steps=np.asarray(piece.num_steps), stopped=np.asarray(piece.stopped),
+                  gamma=np.asarray(piece.gamma), best_psnr=np.asarray(piece.best_psnr),
+                  seconds=np.asarray(piece.seconds))
+    if piece.params is not None:  # a warm-start root: the tiles that start from it need its weights
+      arrays["params"] = piece.params
+    with io.atomic_path(self.folder / f"piece_{index}.npz") as tmp:
+      with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+  def clear(self) -> None:
+    shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _run_batch(photos: list[Photo], config, *, seed: int, label: str) -> anonymize.AnonymizeResult:
-  pieces = np.concatenate([p.pieces for p in photos])
-  k = None if photos[0].k_pieces is None else np.concatenate([p.k_pieces for p in photos])
-  ids = [common.image_id(p.record.path, t) for p in photos for t in range(len(p.pieces))]
-  bar = common.progress(config.dip.max_steps, label[:60], unit="it")
+def _piece_from_npz(path: pathlib.Path) -> anonymize.PieceResult:
+  with np.load(path, allow_pickle=False) as z:
+    d = {k: z[k] for k in z.files}
+  outputs = {(int(b), int(l), float(t)): d[k] for k in d if k.startswith("out_") for b, l, t in [k[4:].split("_")]}
+  pools = {(int(b), float(t)): int(d[k]) for k in d if k.startswith("pool_") for b, t in [k[5:].split("_")]}
+  return anonymize.PieceResult(outputs=outputs, history={k[5:]: d[k] for k in d if k.startswith("hist_")},
+                               ncc_trace=d["ncc_trace"], num_steps=int(d["num_steps"]), stopped=bool(d["stopped"]),
+                               gamma=float(d["gamma"]), best_psnr=float(d["best_psnr"]), pools=pools,
+                               seconds=float(d["seconds"]), params=d.get("params"))
 
-  def on_chunk(info):
-    bar.update(min(info.steps, bar.total) - bar.n)
-    psnr = np.nanmax(info.history["psnr"]) if np.isfinite(info.history["psnr"]).any() else float("nan")
-    bar.set_postfix(active=info.num_active, psnr=f"{psnr:.1f}")
 
-  mesh = dip.make_mesh(jax.local_devices())  # this process's devices only (several processes: no collectives)
-  result = anonymize.anonymize(pieces, k, config=config, seed=seed, image_ids=ids, on_chunk=on_chunk, mesh=mesh)
-  bar.close()
-  return result
+def _pieces_of(record: io.ImageRecord, config) -> int:
+  """How many pieces the photo will be (for the progress bar; 0 if it cannot be read: it is skipped later)."""
+  if not config.full_resolution:
+    return 1
+  try:
+    return anonymize.photo_layout(config, *io.image_size(record.path)).num_tiles
+  except (io.InputError, ValueError):
+    return 0
 
 
 def anonymize_job(*, inputs: str, workdir: str, config, fingerprint: str | None = None,
@@ -159,10 +197,10 @@ def anonymize_job(*, inputs: str, workdir: str, config, fingerprint: str | None 
   """Anonymizes photos into `<workdir>/<output name>/` (module docstring); returns the summary (also written to
   `summary.json`, or `summary_<p>.json` for process p of several)."""
   with common.user_input("config"):
-    tile = (config.tile_size, config.tile_size) if config.full_resolution else common.crop_of(config)
-    if tile is None or min(tile) < 1:
-      raise ValueError(f"the crop (or tile) size must be positive, got {tile}")
-    anonymize.check_geometry(config, *tile)
+    piece = (config.tile_size, config.tile_size) if config.full_resolution else common.crop_of(config)
+    if piece is None or min(piece) < 1:
+      raise ValueError(f"the crop (or tile) size must be positive, got {piece}")
+    anonymize.check_geometry(config, *piece)
   k, k_info, k_eval, eval_info = _load_fingerprints(fingerprint, eval_fingerprint, config)
   records = io.list_images(inputs)
   names = common.output_names([r.path for r in records])
@@ -171,73 +209,91 @@ def anonymize_job(*, inputs: str, workdir: str, config, fingerprint: str | None 
   settings_sha = settings_digest(config, seed=seed, fingerprint_sha=k_info and k_info["sha256"],
                                  eval_sha=eval_info and eval_info["sha256"])
   workdir = pathlib.Path(workdir)
-  size = 1 if config.full_resolution else max(1, int(config.batch_size))
-  batches = [(i, min(i + size, len(records))) for i in range(0, len(records), size)]
-  mine = batches[process_index::process_count]
-  print(f"{len(records)} photos in {len(batches)} batches ({sum(b - a for a, b in mine)} for this process), mode "
-        f"{config.mode}, {'full resolution' if config.full_resolution else f'centre crop {tuple(config.crop)}'}")
-  tally = {"photos": sum(b - a for a, b in mine), "done_before": 0, "anonymized": 0, "recomputed": 0,
-           "below_target": [], "skipped": []}
+  mine = list(range(process_index, len(records), process_count))
+  print(f"{len(records)} photos ({len(mine)} for this process), mode {config.mode}, recipe {config.recipe} on "
+        f"{jax.default_backend()}, " + (f"whole photos in {config.tile_size}² tiles" if config.full_resolution
+                                          else f"centre crop {tuple(config.crop)}")
+        + f", {config.batch_size} pieces at a time")
+  tally = {"photos": len(mine), "done_before": 0, "anonymized": 0, "recomputed": 0, "below_target": [],
+           "skipped": []}
+  todo = _todo(records, names, mine, workdir, settings_sha, tally)
   context = dict(config=config, k_info=k_info, eval_info=eval_info, k_eval=k_eval, settings_sha=settings_sha)
-  for number, (a, b) in enumerate(mine):
-    _process_batch(records[a:b], names[a:b], k, workdir, seed=seed, tally=tally,
-                   label=f"batch {number + 1}/{len(mine)}", **context)
+  _run(todo, k, workdir, config=config, seed=seed, tally=tally, context=context)
   summary_name = "summary.json" if process_count == 1 else f"summary_{process_index}.json"
   io.write_json(workdir / summary_name, tally)
   _print_summary(tally)
   return tally
 
 
-def _process_batch(batch, names, k, workdir, *, config, seed, tally, label, **context) -> None:
-  """Runs one batch (all its readable photos, so its numbers never depend on what was done before) and writes
-  the outputs of the photos that are not done."""
-  sources = {}
+def _todo(records, names, mine, workdir: pathlib.Path, settings_sha: str, tally: dict) -> list[tuple]:
+  """(record, name, source checksum) of the photos of this process that are not done."""
   todo = []
-  for record, name in zip(batch, names):
+  for i in mine:
+    record, name = records[i], names[i]
     try:
-      sources[name] = common.file_sha256(record.path)
+      source_sha = common.file_sha256(record.path)
     except OSError as e:
-      sources[name] = None
       print(f"skipped: {record.path}: {e}", file=sys.stderr)
       tally["skipped"].append(f"{record.path}: {e}")
       continue
-    status = photo_status(workdir / name, source_sha=sources[name], settings_sha=context["settings_sha"])
+    status = photo_status(workdir / name, source_sha=source_sha, settings_sha=settings_sha)
     if status == "done":
       tally["done_before"] += 1
-    else:
-      todo.append(name)
-      if status == "stale":
-        print(f"{name}: an earlier result was made from another source or with other settings; recomputing")
-        tally["recomputed"] += 1
-  if not todo:
-    return
-  readable = [(r, n) for r, n in zip(batch, names) if sources[n] is not None]
-  photos = _read_batch([r for r, _ in readable], [n for _, n in readable], k, config, tally["skipped"])
-  if not any(p.name in todo for p in photos):
-    return
-  t0 = time.perf_counter()
-  result = _run_batch(photos, config, seed=seed, label=f"{label}: {', '.join(p.name for p in photos)}")
-  timings = {"init": result.init_s, "optimize": result.run_s, "total_batch": time.perf_counter() - t0,
-             "photos_in_batch": len(photos)}
-  offset = 0
-  for photo in photos:
-    span = slice(offset, offset + len(photo.pieces))
-    offset += len(photo.pieces)
-    if photo.name not in todo:
       continue
-    report = anonymize_report.write_photo(
-        workdir / photo.name, photo, result, span, config=config, timings=timings, source_sha=sources[photo.name],
-        **context)
+    if status == "stale":
+      print(f"{name}: an earlier result was made from another source or with other settings; recomputing")
+      tally["recomputed"] += 1
+    todo.append((record, name, source_sha))
+  return todo
+
+
+def _run(todo, k, workdir: pathlib.Path, *, config, seed: int, tally: dict, context: dict) -> None:
+  """Streams the photos of `todo` through `anonymize_photos` and writes each one's files when it is done."""
+  photos: dict[str, Photo] = {}
+  caches: dict[str, TileCache] = {}
+  bar = common.progress(sum(_pieces_of(r, config) for r, _, _ in todo), "pieces", unit="piece")
+
+  def tasks():
+    for record, name, source_sha in todo:
+      try:
+        photo = _prepare(record, name, k, config, source_sha)
+      except io.InputError as e:
+        print(f"skipped: {e}", file=sys.stderr)
+        tally["skipped"].append(str(e))
+        continue
+      photos[name] = photo
+      caches[name] = TileCache(workdir / name, source_sha=source_sha, settings_sha=context["settings_sha"])
+      done = caches[name].load() if config.full_resolution else {}
+      bar.update(len(done))
+      yield anonymize.PhotoTask(name=record.path.name, image=photo.image, fingerprint=photo.k, done=done, key=name)
+
+  def on_piece(task, index, piece):
+    if config.full_resolution:
+      caches[task.key].save(index, piece)
+    bar.update(1)
+
+  def on_photo(result: anonymize.PhotoResult):
+    photo = photos.pop(result.task.key)
+    report = anonymize_report.write_photo(workdir / photo.name, photo, result, **context)
+    caches.pop(photo.name).clear()
     tally["anonymized"] += 1
     if not report["quality_target_met"]:
       tally["below_target"].append(photo.name)
-    anonymize_report.print_line(photo.name, report)
+    bar.write(anonymize_report.summary_line(photo.name, report))
+
+  def on_progress(stats, busy):
+    bar.set_postfix(busy=busy, occupancy=f"{stats.busy_steps / max(stats.slot_steps, 1):.0%}")
+
+  mesh = dip.make_mesh(jax.local_devices())  # this process's devices only (several processes: no collectives)
+  anonymize.anonymize_photos(tasks(), config=config, seed=seed, on_photo=on_photo, on_piece=on_piece,
+                             on_progress=on_progress, mesh=mesh)
+  bar.close()
 
 
 def _print_summary(tally: dict) -> None:
   print(f"anonymized {tally['anonymized']} (recomputed {tally['recomputed']}), already done {tally['done_before']}, "
         f"skipped {len(tally['skipped'])}, below the quality target {len(tally['below_target'])}")
   if tally["below_target"]:
-    print("below the quality target (no candidate reached τ; the result is the best-PSNR iterations): "
+    print("below the quality target (a piece had no candidate above τ; its result is the best-PSNR iterations): "
           + ", ".join(tally["below_target"]), file=sys.stderr)
   common.print_skipped(tally["skipped"])

@@ -3,8 +3,9 @@
 The camera photographs scikit-image's sample photos (astronaut, coffee, chelsea, rocket, motorcycle) through
 sensors with a fingerprint of realistic strength (PRNU std 0.2 %: NCC of an unaltered 128² crop with its K about
 0.01-0.05, real Dresden crops 0.00-0.03), JPEG q90. The job estimates each device's fingerprint from its flat-fields,
-attributes every photo, then anonymizes one photo with the CPU recipe of DIPPAS and shows the result, scored with
-the estimated fingerprint (the paper's protocol) and with the true one (a check only a simulation allows).
+attributes every photo, then anonymizes one photo whole with DIPPAS as `dippas-anonymize` does and shows the result,
+scored with the estimated fingerprint (the paper's protocol) and with the true one (a check only a simulation
+allows).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dippas_jax import io
 from dippas_jax import plotting
 from dippas_jax import synthetic
 from dippas_jax.dippas import anonymize
+from dippas_jax.evaluation import visual
 from dippas_jax.jobs import anonymize_report
 from dippas_jax.jobs import attribute as attribute_job
 from dippas_jax.jobs import common
@@ -32,7 +34,7 @@ PRNU_STD = 0.002
 SHOT_GAIN = 0.05
 
 
-def demo_job(*, workdir: str, config, size: int = 256, num_devices: int = 3, num_flatfield: int = 10,
+def demo_job(*, workdir: str, config, size: int = 248, num_devices: int = 3, num_flatfield: int = 10,
              num_natural: int = 4, seed: int = 0, anonymize_config=None, prnu_std: float = PRNU_STD) -> dict:
   """The embedded default (module docstring): fingerprints from flat-fields, attribution of the photos (AUCs,
   fingerprint quality; summary.json, scores.csv, roc.png), then, with `anonymize_config`, DIPPAS on one photo
@@ -66,36 +68,46 @@ def demo_job(*, workdir: str, config, size: int = 256, num_devices: int = 3, num
 
 
 def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: pathlib.Path, config) -> dict:
-  """Anonymizes the first synthetic photo (PRNU-aware, with its estimated fingerprint) at the config's crop and
-  prints PSNR and NCC before/after against the non-matching band of the other devices' photos."""
-  crop = tuple(config.crop)
+  """Anonymizes the first synthetic photo whole (PRNU-aware, with its estimated fingerprint) as `dippas-anonymize`
+  does, and prints PSNR, the colour shift, the seam score and the NCC before/after against the non-matching band of
+  the other devices' photos, with the estimated and with the true fingerprint."""
   name = data.devices[0]
-  photo = io.center_crop(data.natural[0], *crop)[None]
-  k_est = io.center_crop(ks[name], *crop)
-  k_true = io.center_crop(data.prnu[0], *crop)
-  print(f"anonymizing {name}_photo0 ({crop[0]}×{crop[1]} crop, PRNU-aware, ≤ {config.dip.max_steps} iterations)")
-  bar = common.progress(config.dip.max_steps, "DIPPAS", unit="it")
-  result = anonymize.anonymize(photo, k_est, config=config,
-                               on_chunk=lambda info: bar.update(min(info.steps, bar.total) - bar.n))
+  photo, k_est, k_true = data.natural[0], ks[name], data.prnu[0]
+  h, w = photo.shape[:2]
+  layout = anonymize.photo_layout(config, h, w)
+  pieces = 1 if layout is None else layout.num_tiles
+  print(f"anonymizing {name}_photo0 whole ({h}×{w}, {pieces} tiles of {config.tile_size}², PRNU-aware, "
+        f"recipe {config.recipe})")
+  bar = common.progress(pieces, "DIPPAS", unit="tile")
+  done = []
+  anonymize.anonymize_photos([anonymize.PhotoTask(name=f"{name}_photo0.png", image=photo, fingerprint=k_est)],
+                             config=config, on_photo=done.append, on_piece=lambda *_: bar.update(1))
   bar.close()
-  out = result.outputs[result.primary]
-  io.write_png(workdir / "photo.png", photo[0])
-  io.write_png(workdir / "anonymized.png", out[0])
-  others = np.stack([io.center_crop(im, *crop) for im, d in zip(data.natural, data.natural_device) if d != 0])
-  psnr = float(metrics.psnr(out, photo)[0])
+  result = done[0]
+  out = result.outputs[(int(config.block_size), int(config.num_blocks), float(config.tau))]
+  io.write_png(workdir / "photo.png", photo)
+  io.write_png(workdir / "anonymized.png", out)
+  others = np.stack([im for im, d in zip(data.natural, data.natural_device) if d != 0])
+  numbers = {"psnr": float(metrics.psnr(out, photo)), "colour_shift": visual.colour_shift(out, photo)["worst"],
+             "seam_score": None if layout is None else visual.seam_score(out, photo, layout),
+             "iterations_per_tile": float(np.mean([p.num_steps for p in result.pieces])), "seconds": result.seconds}
   ncc = {}  # per fingerprint: NCC before, after, the 99th percentile of the other cameras' photos' |NCC|
   for label, k in (("estimated", k_est), ("true", k_true)):
     band = float(np.percentile(np.abs(anonymize.ncc_scores(others, k, sigma=config.sigma)), 99))
-    ncc[label] = tuple(float(anonymize.ncc_scores(x, k, sigma=config.sigma)[0]) for x in (photo, out)) + (band,)
-  lines = [f"PSNR            {psnr:.2f} dB", f"iterations      {int(result.num_steps[0])}",
-           f"gamma           {float(result.gamma[0]):.3g}", "NCC before → after (other cameras' |NCC| 99 %)"]
+    ncc[label] = tuple(float(anonymize.ncc_scores(x[None], k, sigma=config.sigma)[0]) for x in (photo, out)) + (band,)
+  lines = [f"PSNR            {numbers['psnr']:.2f} dB", f"colour shift    {numbers['colour_shift']:.2f} (worst 16×16)",
+           f"tiles           {pieces} × {numbers['iterations_per_tile']:.0f} iterations",
+           "NCC before → after (other cameras' |NCC| 99 %)"]
+  if numbers["seam_score"] is not None:
+    lines.insert(2, f"seam score      {numbers['seam_score']:.3f}")
   lines += [f"  {label:<9s} K   {b:+.4f} → {a:+.4f}  ({band:.4f})" for label, (b, a, band) in ncc.items()]
-  plotting.plot_photo_report(workdir / "report.png", photo[0], out[0],
-                             anonymize_report.block_ncc_map(photo[0], k_est, sigma=config.sigma),
-                             anonymize_report.block_ncc_map(out[0], k_est, sigma=config.sigma),
+  plotting.plot_photo_report(workdir / "report.png", photo, out,
+                             anonymize_report.block_ncc_map(photo, k_est, sigma=config.sigma),
+                             anonymize_report.block_ncc_map(out, k_est, sigma=config.sigma),
                              title=f"{name}_photo0: DIPPAS (PRNU-aware), NCC with the estimated fingerprint",
                              lines=lines)
-  print(f"PSNR {psnr:.2f} dB, {result.num_steps[0]} iterations, γ {result.gamma[0]:.3g}; wrote "
+  print(f"PSNR {numbers['psnr']:.2f} dB, worst 16×16 colour shift {numbers['colour_shift']:.2f} grey levels, "
+        f"{numbers['iterations_per_tile']:.0f} iterations per tile, {numbers['seconds']:.0f} s; wrote "
         f"{workdir / 'anonymized.png'} and {workdir / 'report.png'}")
   for label, (before, after, band) in ncc.items():
     what = ("the fingerprint estimated from the flat-fields (what an analyst has; DIPPAS used it)"
@@ -103,6 +115,5 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
     verdict = "inside" if abs(after) <= band else "OUTSIDE"
     print(f"NCC with {what}: {before:+.4f} -> {after:+.4f}, {verdict} the band of the other cameras' photos "
           f"(|NCC| ≤ {band:.4f})")
-  return {"psnr": psnr, "gamma": float(result.gamma[0]), "iterations": int(result.num_steps[0]),
-          **{f"{label}_fingerprint": {"ncc_before": b, "ncc_after": a, "non_matching_p99": band}
-             for label, (b, a, band) in ncc.items()}}
+  return {**numbers, **{f"{label}_fingerprint": {"ncc_before": b, "ncc_after": a, "non_matching_p99": band}
+                        for label, (b, a, band) in ncc.items()}}

@@ -198,8 +198,7 @@ def dippas_config(config, method: str) -> ml_collections.ConfigDict:
 def _dippas_options(dcfg, seed: int) -> dict:
   """What determines a DIPPAS photo's outputs (batching, sweep and primary setting left out: they do not)."""
   d = dcfg.to_dict()
-  for key in ("sweep", "block_size", "num_blocks", "tau", "batch_size", "trace_every", "full_resolution",
-              "tile_size", "tile_overlap"):
+  for key in ("sweep", "block_size", "num_blocks", "tau", "batch_size", "recipe", "refill", "trace_every"):
     d.pop(key, None)
   d["seed"] = int(seed)
   return d

@@ -23,7 +23,8 @@ def _jobs(count: int, seed: int = 0) -> list[scheduler.Job]:
   yy, xx = np.mgrid[0:32, 0:32]
   smooth = 128 + 50 * np.sin(yy / 5.0)[..., None] * np.cos(xx / 7.0)[..., None] * np.ones(3)
   return [scheduler.Job(key=i, image=np.clip(smooth + rng.normal(0, 3 + 6 * i, (32, 32, 3)), 0, 255).astype(np.uint8),
-                        fingerprint=(0.01 * rng.standard_normal((32, 32))).astype(np.float32), image_id=100 + i)
+                        fingerprint=(0.01 * rng.standard_normal((32, 32))).astype(np.float32), image_id=100 + i,
+                        keep_params=True)
           for i in range(count)]
 
 
@@ -34,7 +35,7 @@ def _run(jobs, slots: int, **kwargs) -> tuple[dict, scheduler.QueueStats]:
     assert r.key not in results, "a job was handed back twice"
     results[r.key] = r
 
-  stats = scheduler.run_jobs(jobs, settings=SETTINGS, slots=slots, on_done=on_done, seed=3, keep_params=True,
+  stats = scheduler.run_jobs(jobs, settings=SETTINGS, slots=slots, on_done=on_done, seed=3,
                              **kwargs)
   return results, stats
 

@@ -14,7 +14,9 @@ import pytest
 from dippas_jax import io
 from dippas_jax import synthetic
 from dippas_jax.configs import anonymize as anonymize_config
+from dippas_jax.dippas import anonymize
 from dippas_jax.jobs import anonymize as anonymize_job
+from dippas_jax.jobs import anonymize_report
 from dippas_jax.jobs import common
 from dippas_jax.prnu import metrics
 
@@ -86,9 +88,11 @@ def test_same_file_names_in_two_folders_get_two_results(photos, first_run):
     saved = io.read_image(workdir / name / "anonymized.png")
     assert abs(report["psnr"] - float(metrics.psnr(saved, original))) < 1e-6
     assert report["source_sha256"] == common.file_sha256(photos / source)
-    assert report["iterations"] == 20 and report["quality_target_met"] and report["candidates_above_tau"] > 0
+    assert report["pieces"]["iterations_total"] == 20 and report["quality_target_met"]
+    assert report["pieces"]["candidates_above_tau_min"]["B16_tau12"] > 0 and report["region"]["mode"] == "centre_crop"
     history = [json.loads(line) for line in (workdir / name / "history.jsonl").read_text().splitlines()]
     assert [h["iteration"] for h in history] == list(range(20)) and history[5]["ncc"] is not None
+    assert {h["piece"] for h in history} == {0}
   with Image.open(workdir / "a/IMG_0001_jpg/anonymized.png") as im:
     assert im.mode == "RGB" and im.info == {} and dict(im.getexif()) == {}
   assert b"SyntheticCam" not in (workdir / "a/IMG_0001_jpg/anonymized.png").read_bytes()
@@ -102,8 +106,8 @@ def test_a_grey_photo_stays_grey(first_run):
 
 
 def test_resume_computes_exactly_what_an_uninterrupted_run_did(photos, first_run, tmp_path):
-  """Batches are cut from the full sorted list: with a photo of the first batch and the whole second batch
-  missing, a rerun recomputes them in the same batches, bit for bit."""
+  """A piece's result depends only on the piece and the seed (not on what shared the queue): with two photos
+  missing, a rerun recomputes them alone, bit for bit."""
   workdir, _, pngs = first_run
   resumed = tmp_path / "resumed"
   for rel, data in pngs.items():  # a copy of the finished run, then two photos lost
@@ -111,7 +115,7 @@ def test_resume_computes_exactly_what_an_uninterrupted_run_did(photos, first_run
       target = resumed / rel.parent / name
       target.parent.mkdir(parents=True, exist_ok=True)
       target.write_bytes((workdir / rel.parent / name).read_bytes())
-  for lost in ("b/IMG_0001_jpg", "c/grey_png"):  # batch 1 = a/IMG_0001, b/IMG_0001; batch 2 = b/IMG_0002, c/grey
+  for lost in ("b/IMG_0001_jpg", "c/grey_png"):
     for f in (resumed / lost).iterdir():
       f.unlink()
   summary = _run_job(_all(photos), resumed, fingerprint=str(photos.parent / "k.npy"))
@@ -157,7 +161,7 @@ def test_missing_the_quality_target_is_reported(photos, tmp_path, capsys):
   assert [name.rsplit("/", 1)[-1] for name in summary["below_target"]] == ["checker_png"]
   assert common.exit_code(summary) == 1
   report = json.loads(next((tmp_path / "out").rglob("checker_png/report.json")).read_text())
-  assert not report["quality_target_met"] and report["candidates_above_tau"] == 0
+  assert not report["quality_target_met"] and report["pieces"]["candidates_above_tau_min"]["B16_tau12"] == 0
   assert "below the quality target" in capsys.readouterr().err
 
 
@@ -174,6 +178,64 @@ def test_bad_input_is_an_input_error(photos, tmp_path):
   assert len(summary["skipped"]) == 1 and "IMG_0001.jpg: the fingerprint is 32×32, smaller than the crop" in summary["skipped"][0]
   with pytest.raises(io.InputError, match="multiples of 4"):
     _run_job(_all(photos), tmp_path, _config(crop=(42, 42)), fingerprint=str(photos.parent / "k.npy"))
+
+
+# Whole photos: 32² tiles with an 8-pixel overlap (the 80×96 photos are 3 × 4 tiles), 20 iterations each.
+_WHOLE = {"full_resolution": True, "tile_size": 32, "tile_overlap": 8, "batch_size": 4, "dip.lowpass.sigma": 2.0}
+
+
+@pytest.fixture(scope="module")
+def whole_run(photos, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("whole")
+  inputs = f"{photos / 'a' / 'IMG_0001.jpg'},{photos / 'b' / 'IMG_0002.png'}"
+  summary = _run_job(inputs, workdir, _config(**_WHOLE), fingerprint=str(photos.parent / "k.npy"))
+  return inputs, workdir, summary
+
+
+def test_a_whole_photo_comes_back_whole_with_its_report(photos, whole_run):
+  _, workdir, summary = whole_run
+  assert summary["anonymized"] == 2
+  report = json.loads((workdir / "a/IMG_0001_jpg/report.json").read_text())
+  original = io.read_image(photos / "a" / "IMG_0001.jpg")
+  saved = io.read_image(workdir / "a/IMG_0001_jpg/anonymized.png")
+  assert saved.shape == original.shape == (80, 96, 3)
+  assert report["region"]["mode"] == "whole_photo" and report["pieces"]["count"] == 12
+  assert abs(report["psnr"] - float(metrics.psnr(saved, original))) < 1e-6
+  k = np.load(photos.parent / "k.npy")
+  after = anonymize_report.scores(saved, k, sigma=3.0)
+  assert report["reference"]["ncc_after"] == pytest.approx(after["ncc"], abs=1e-6)
+  assert report["reference"]["pce_after"] == pytest.approx(after["pce"], rel=1e-4)
+  assert report["ncc_null_band"] == pytest.approx(2.5758 / np.sqrt(80 * 96), rel=1e-4)
+  assert report["colour_shift"]["worst"] >= report["colour_shift"]["p999"] > 0
+  assert 0.5 < report["seam_score"] < 2.0 and report["timings_s"]["photo"] > 0
+  assert not (workdir / "a/IMG_0001_jpg/.tiles").exists()  # the finished tiles are dropped with the photo
+
+
+def test_a_killed_whole_photo_resumes_from_its_finished_tiles(photos, whole_run, tmp_path, monkeypatch):
+  inputs, workdir, _ = whole_run
+  saves = []
+  real_save = anonymize_job.TileCache.save
+
+  def save_then_die(cache, index, piece):
+    real_save(cache, index, piece)
+    saves.append(index)
+    if len(saves) == 5:
+      raise KeyboardInterrupt  # killed after 5 finished tiles of the first photo
+  monkeypatch.setattr(anonymize_job.TileCache, "save", save_then_die)
+  work = tmp_path / "w"
+  with pytest.raises(KeyboardInterrupt):
+    _run_job(inputs, work, _config(**_WHOLE), fingerprint=str(photos.parent / "k.npy"))
+  kept = sorted(p.name for p in (work / "a/IMG_0001_jpg/.tiles").glob("piece_*.npz"))
+  assert len(kept) == 5 and not (work / "a/IMG_0001_jpg/anonymized.png").exists()
+  monkeypatch.setattr(anonymize_job.TileCache, "save", real_save)
+  computed = []
+  real_piece = anonymize.piece_result
+  monkeypatch.setattr(anonymize, "piece_result", lambda *a, **k: computed.append(1) or real_piece(*a, **k))
+  _run_job(inputs, work, _config(**_WHOLE), fingerprint=str(photos.parent / "k.npy"))
+  assert len(computed) == 24 - 5  # the 5 kept tiles were not recomputed
+  for name in ("a/IMG_0001_jpg", "b/IMG_0002_png"):  # ... and the photos are bit for bit the uninterrupted ones
+    assert (work / name / "anonymized.png").read_bytes() == (workdir / name / "anonymized.png").read_bytes()
+  assert not (work / "a/IMG_0001_jpg/.tiles").exists()
 
 
 def _command(*args):
@@ -204,7 +266,7 @@ def test_command_kill_and_resume(photos, tmp_path):
     (photos / "broken.jpg").unlink()
   assert proc.returncode == 1, err  # broken.jpg is reported and skipped; the others are done.
   assert "broken.jpg" in err and "Traceback" not in err and "UserWarning" not in err
-  assert "4 photos in 2 batches" in out and f"already done {done}" in out
+  assert "4 photos (4 for this process)" in out and f"already done {done}" in out
   assert (work / "a/IMG_0001_jpg/report.json").stat().st_mtime_ns == first  # Not recomputed.
   assert not list(work.rglob("*.partial")), "temporary files left behind"
   summary = json.loads((work / "summary.json").read_text())

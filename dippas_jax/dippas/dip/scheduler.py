@@ -34,19 +34,21 @@ from dippas_jax.dippas.dip.settings import DipSettings
 class Job:
   """One image to optimise. image: uint8[H, W, 3]; fingerprint: float32[H, W] (the injected K); image_id: with the
   seed, the job's random streams; params0: float32[P] initial params (a warm start) or None (the random or
-  configured initialisation); key: the caller's name for it (returned with the result)."""
+  configured initialisation); keep_params: hand back its final params (for warm starts); key: the caller's name
+  for it (returned with the result)."""
   key: Hashable
   image: np.ndarray
   fingerprint: np.ndarray
   image_id: int
   params0: np.ndarray | None = None
+  keep_params: bool = False
 
 
 @dataclasses.dataclass
 class JobResult:
   """What a finished job hands back (numpy). history: {field: [T]} of its iterations (step, loss, psnr, gamma);
   candidates: the hook's state of this image (device arrays, one image: no batch axis); params: the final flat
-  params float32[P] (`keep_params`) or None; slot: where it ran (diagnostics); seconds: its share of the queue's
+  params float32[P] (`Job.keep_params`) or None; slot: where it ran (diagnostics); seconds: its share of the queue's
   time (each chunk's wall time split over the slots by the steps they ran: the jobs' shares add up to the
   queue's time, so they are costs that can be summed per photo)."""
   key: Hashable
@@ -70,6 +72,9 @@ class QueueStats:
   seconds: float = 0.0
 
 
+_END = object()
+
+
 @functools.partial(jax.jit, donate_argnums=(0, 1))
 def _refill(state, inputs, new_state, new_inputs, mask):
   """The slots of `mask` bool[S] take the new state and inputs, the others keep theirs."""
@@ -85,6 +90,7 @@ class _Slots:
     self.jobs: list[Job | None] = [None] * size
     self.history: list[list[dict]] = [[] for _ in range(size)]
     self.seconds = [0.0] * size
+    self.waiting = False  # the stream said no job can start yet
 
   def busy(self) -> list[int]:
     return [i for i, job in enumerate(self.jobs) if job is not None]
@@ -119,19 +125,19 @@ def _take(tree, i: int):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-def run_jobs(jobs: Iterable[Job], *, settings: DipSettings, slots: int, on_done: Callable[[JobResult], None],
-             seed: int = 0, hook: Any = None, mesh=None, keep_params: bool = False, refill: bool = True,
+def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
+             on_done: Callable[[JobResult], None], seed: int = 0, hook: Any = None, mesh=None, refill: bool = True,
              on_chunk: Callable[[QueueStats, int], None] | None = None) -> QueueStats:
   """Runs every job of the stream through S = `slots` slots (module docstring); returns the occupancy figures.
 
   Args:
     jobs: the jobs, pulled lazily (a generator may build a job from earlier results: it is asked for the next
-      job only when a slot is free, after `on_done` of the jobs that freed it).
+      job only when a slot is free, after `on_done` of the jobs that freed it); a None means that no job can
+      start yet (it waits for running ones): the stream is asked again after the next chunk.
     settings: the DIP settings (τ_stop, max_steps, chunk_size: the refill granularity).
     slots: S, the batch kept on the device (a multiple of the mesh size).
     on_done: called with each finished job's `JobResult`, in the order jobs finish.
     seed, hook, mesh: as `driver.optimize`.
-    keep_params: return each job's final params (for warm starts).
     refill: a free slot takes the next job at once; False: the next S jobs start only when every slot is free
       (batches that wait for their slowest job, as `driver.optimize`: for comparisons).
     on_chunk: progress callback (stats, number of busy slots) after every chunk.
@@ -140,7 +146,7 @@ def run_jobs(jobs: Iterable[Job], *, settings: DipSettings, slots: int, on_done:
   runner = runner_lib.build_runner(settings, hook=hook, mesh=mesh)
   if slots < 1 or slots % runner.mesh.devices.size:
     raise ValueError(f"slots must be a positive multiple of the {runner.mesh.devices.size} devices, got {slots}")
-  stream: Iterator[Job] = iter(jobs)
+  stream: Iterator[Job | None] = iter(jobs)
   table = _Slots(slots)
   stats = QueueStats()
   t0 = time.perf_counter()
@@ -151,6 +157,8 @@ def run_jobs(jobs: Iterable[Job], *, settings: DipSettings, slots: int, on_done:
       state, inputs = _fill(runner, seed, table, stream, state, inputs)
     busy = table.busy()
     if not busy:
+      if table.waiting:
+        raise RuntimeError("the job stream waits for a job while none is running")
       break
     state, hist = runner.run_chunk(state, inputs)
     hist = {k: np.asarray(v) for k, v in dataclasses.asdict(jax.device_get(hist)).items()}
@@ -166,7 +174,7 @@ def run_jobs(jobs: Iterable[Job], *, settings: DipSettings, slots: int, on_done:
     done = np.asarray(state.done)
     for i in busy:
       if done[i]:
-        on_done(_result(runner, state, table, i, keep_params))
+        on_done(_result(runner, state, table, i))
         table.jobs[i] = None
     stats.seconds = time.perf_counter() - t0
     if on_chunk is not None:
@@ -177,9 +185,13 @@ def run_jobs(jobs: Iterable[Job], *, settings: DipSettings, slots: int, on_done:
 def _fill(runner, seed, table: _Slots, stream: Iterator[Job], state, inputs):
   """Free slots take the next jobs of the stream (the first call builds the batch)."""
   incoming = [None] * len(table.jobs)
+  table.waiting = False
   for i in table.free():
-    job = next(stream, None)
-    if job is None:
+    job = next(stream, _END)
+    if job is _END:
+      break
+    if job is None:  # nothing can start before a running job is done
+      table.waiting = True
       break
     incoming[i] = job
   if not any(job is not None for job in incoming):
@@ -193,12 +205,12 @@ def _fill(runner, seed, table: _Slots, stream: Iterator[Job], state, inputs):
   return _refill(state, inputs, new_state, new_inputs, jnp.asarray(mask))
 
 
-def _result(runner, state, table: _Slots, i: int, keep_params: bool) -> JobResult:
+def _result(runner, state, table: _Slots, i: int) -> JobResult:
   job = table.jobs[i]
   parts = table.history[i]
   history = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
   gamma_index = runner.param_spec.index(("injection", "gamma"))
-  params = np.asarray(state.params[i]) if keep_params else None
+  params = np.asarray(state.params[i]) if job.keep_params else None
   return JobResult(key=job.key, num_steps=int(state.step[i]), stopped=bool(state.stopped[i]),
                    best_psnr=float(state.best_psnr[i]), gamma=float(state.params[i, gamma_index]),
                    history=history, candidates=_take(state.candidates, i), params=params, slot=i,
