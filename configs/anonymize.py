@@ -18,6 +18,7 @@ from dippas_jax.configs import dip as dip_config
 from dippas_jax.dippas import anonymize as anonymize_lib
 from dippas_jax.dippas import assembly
 
+OUTPUT_FORMATS = ("png", "jpeg")
 # Bases: (DIP config argument, overrides of the anonymize fields).
 # The CPU recipe (BUILD_NOTES "DIPPAS on real photos"): the paper's U-Net with a 32-deep input, a 20× larger
 # learning rate with a 30-step warm-up (γ at a tenth of it), no input perturbation, a floor on the output sigmoid's
@@ -32,12 +33,13 @@ CPU_RECIPE = {"dip.model.input_depth": 32, "dip.optimizer.learning_rate": 2e-2, 
 PAPER_CPU = {"dip.model.input_depth": 32, "dip.max_steps": 2000, "block_size": 32, "num_blocks": 10}
 _CPU_CROP = {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16}
 # The whole-photo recipe (BUILD_NOTES "Whole photos", RESULTS.md "Cost per megapixel"): the CPU recipe on 128²
-# tiles with an 8-pixel overlap, streamed through 8 slots refilled every 10 steps, the photo's own low frequencies
-# under the DIP's detail (σ 4 px: no colour blotches, the fit reaches τ sooner), and each tile stopped as soon as
-# its pool holds L candidates above τ (τ_stop 42 only caps it).
+# tiles with an 8-pixel overlap, streamed through 8 slots refilled every 10 steps; the photo's own low frequencies
+# under the DIP's detail (σ 4 px, the paper's loss: no colour blotches, the candidates reach τ sooner); each tile
+# stopped as soon as its pool holds its L candidates above τ (τ_stop 42 only caps it); 8 roots per photo fit cold,
+# every other tile warm-started from its nearest root.
 PHOTO_RECIPE = {**CPU_RECIPE, "full_resolution": True, "tile_size": 128, "tile_overlap": 8, "batch_size": 8,
-                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0,
-                "stop_at_pool": 20, "dip.tau_stop": 42.0}
+                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0, "stop_at_pool": 10, "dip.tau_stop": 42.0,
+                "warm_start_roots": 8}
 # Bases: (DIP config argument, overrides of the anonymize fields).
 BASES = {
     "": ("", {}),
@@ -93,6 +95,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Ranking of a block's candidates: 'paper' (negative NCCs closest to 0 first, then non-negative ones) or 'abs'
   # (|NCC| closest to 0 first: aims at NCC ≈ 0 instead of a negative NCC).
   config.rank_key = "paper"
+  # PRNU-aware: rank every block against the photo's own residual W(I) too (the larger of the two |NCC| is the
+  # key): removes what is left of the photo's noise, the true fingerprint included, not only of the estimate.
+  config.rank_own_residual = False
   # Quantisation of the averaged blocks: 'floor' (the reference's astype(uint8), −0.5 grey level on average) or
   # 'nearest' (unbiased).
   config.rounding = "floor"
@@ -105,6 +110,11 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Stop a piece as soon as every (B, τ) pool has this many candidates above τ (the assembly has what it needs:
   # L of them, or a few L to choose from), instead of only at dip.tau_stop or dip.max_steps; 0 = off (the paper).
   config.stop_at_pool = 0
+  # File format of the anonymized photo: 'png' (lossless) or 'jpeg' (Pillow, at jpeg_quality); either way pixels
+  # only, no metadata. The report scores the file as written (decoded back).
+  config.output_format = "png"
+  # JPEG quality (1-95) of output_format 'jpeg'.
+  config.jpeg_quality = 95
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
   config.sweep = _sweep()
   # Centre crop (rows, cols) of each photo: the paper's protocol; multiples of 16 at the paper's 5 scales.
@@ -140,5 +150,9 @@ def check(config) -> None:
   if config.mode not in anonymize_lib.MODES:
     raise ValueError(f"Unsupported mode {config.mode!r}; expected one of {anonymize_lib.MODES}")
   assembly.check_key(config.rank_key)
+  if config.output_format not in OUTPUT_FORMATS:
+    raise ValueError(f"Unsupported output_format {config.output_format!r}; expected one of {OUTPUT_FORMATS}")
+  if not 1 <= config.jpeg_quality <= 95:
+    raise ValueError(f"jpeg_quality must be in [1, 95], got {config.jpeg_quality}")
   if config.rounding not in assembly.ROUNDINGS:
     raise ValueError(f"Unsupported rounding {config.rounding!r}; expected one of {assembly.ROUNDINGS}")

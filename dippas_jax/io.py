@@ -119,6 +119,19 @@ def write_png(path, image: np.ndarray) -> None:
                                                                        icc_profile=None, exif=b"")
 
 
+def write_jpeg(path, image: np.ndarray, *, quality: int) -> None:
+  """Atomically writes `uint8[H, W, 3]` or `uint8[H, W]` as a baseline JPEG (Pillow, `quality` 1-95, its default
+  chroma subsampling) with pixel data only (no EXIF, ICC profile or comment)."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+    raise ValueError(f"write_jpeg expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
+  if not 1 <= int(quality) <= 95:
+    raise ValueError(f"JPEG quality must be in [1, 95] (Pillow's useful range), got {quality}")
+  with atomic_path(path) as tmp:
+    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format="JPEG", quality=int(quality),
+                                                                       exif=b"", icc_profile=None)
+
+
 # ------------------------------------------------------------------------------------------------------ images
 def read_image(path: str | os.PathLike) -> np.ndarray:
   """Reads an RGB photo.

@@ -54,6 +54,7 @@ def make_hook(config, *, height: int, width: int) -> candidates.AssemblyHook:
   return candidates.AssemblyHook.make(
       settings_of(config), height=height, width=width, sigma=float(config.sigma), key=str(config.rank_key),
       rounding=str(config.rounding), stop_at_pool=int(config.stop_at_pool),
+      rank_own_residual=bool(config.rank_own_residual) and config.mode == "aware",
       trace_every=trace_every, trace_length=-(-max_steps // trace_every) if trace_every > 0 else 1)
 
 

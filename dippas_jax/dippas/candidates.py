@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from dippas_jax.dippas import assembly
 from dippas_jax.dippas import topl
+from dippas_jax.dippas.dip import runner
 from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
 
@@ -42,8 +43,23 @@ def candidate_ncc(images_u8, k_ref, *, block_sizes: Iterable[int], sigma: float 
     {B: float32[M, (H / B) * (W / B)]}, NaN for blocks with a zero norm.
   """
   residual = denoise.extract_residual(images_u8, sigma=sigma)  # [M, H, W]
-  gray_k = denoise.rgb2gray(jnp.asarray(images_u8, jnp.float32)) * jnp.asarray(k_ref, jnp.float32)
-  return {b: metrics.block_ncc(residual, gray_k, block_size=b) for b in sorted(set(block_sizes))}
+  return rank_scores(residual, images_u8, k_ref, None, block_sizes=block_sizes)
+
+
+def rank_scores(residual, images_u8, k_ref, k_self, *, block_sizes: Iterable[int]) -> dict[int, jax.Array]:
+  """{B: float32[M, nb]} the ranking scores of candidates from their residuals float32[M, H, W]: the block NCC
+  with gray ⊙ K_ref or, with a second reference K_self (the photo's own residual W(I), float[H, W]), the larger of
+  the two |NCC| (a block ranks well only if it is far from both). References are [H, W] or per candidate
+  [M, H, W]."""
+  gray = denoise.rgb2gray(jnp.asarray(images_u8, jnp.float32))
+  out = {}
+  for b in sorted(set(block_sizes)):
+    ncc = metrics.block_ncc(residual, gray * jnp.asarray(k_ref, jnp.float32), block_size=b)
+    if k_self is not None:
+      own = metrics.block_ncc(residual, gray * jnp.asarray(k_self, jnp.float32), block_size=b)
+      ncc = jnp.maximum(jnp.abs(ncc), jnp.abs(own))
+    out[b] = ncc
+  return out
 
 
 @flax.struct.dataclass
@@ -88,12 +104,15 @@ class Candidates:
 
   Attributes:
     k_ref: float32[H, W] the NCC reference (device K in aware mode, K̃ = W(I) in blind mode).
+    k_self: float32[H, W] the photo's own residual W(I), the second ranking reference (`rank_own_residual`;
+      zeros otherwise).
     accumulators: one `topl.TopL` per (B, τ), in the order of `keys`.
     fallback: the max-PSNR candidates (`Fallback`).
     ncc_trace: float32[T] whole-image NCC of x̂ at iterations 0, e, 2e, ... (e = trace_every), NaN elsewhere.
     keys: static ((B, τ), ...).
   """
   k_ref: jax.Array
+  k_self: jax.Array
   accumulators: tuple[topl.TopL, ...]
   fallback: Fallback
   ncc_trace: jax.Array
@@ -121,6 +140,8 @@ class AssemblyHook:
     trace_every: record the whole-image NCC every this many iterations (0 = never); trace_length: entries.
     stop_at_pool: an image is done as soon as every (B, τ) pool has this many candidates (`finished`; e.g. L:
       the assembly has what it needs, whatever τ_stop says; 2L leaves it a choice); 0 = off.
+    rank_own_residual: rank blocks against the photo's own residual W(I) too (`rank_scores`): what is left of
+      the photo's noise, the true fingerprint included, not only of the fingerprint estimate K_ref.
   """
   settings: tuple[tuple[int, int, float], ...]
   height: int
@@ -131,6 +152,7 @@ class AssemblyHook:
   trace_every: int = 0
   trace_length: int = 1
   stop_at_pool: int = 0
+  rank_own_residual: bool = False
 
   @classmethod
   def make(cls, settings, *, height: int, width: int, **kwargs) -> "AssemblyHook":
@@ -148,12 +170,14 @@ class AssemblyHook:
     return tuple(sorted({b for b, _, _ in self.settings}))
 
   def init(self, image, fingerprint) -> Candidates:
-    """Empty state of one image; `fingerprint` float[H, W] is K_ref."""
-    del image
+    """Empty state of one image (`image` float32[H, W, 3] in [0, 1]); `fingerprint` float[H, W] is K_ref."""
     specs = accumulator_specs(self.settings)
+    k_self = jnp.zeros(jnp.shape(fingerprint), jnp.float32)
+    if self.rank_own_residual:
+      k_self = denoise.extract_residual(runner.quantize_u8(image)[None], sigma=self.sigma)[0]
     accs = tuple(topl.topl_init(self.height, self.width, block_size=b, num_blocks=l, key=self.key)
                  for b, _, l in specs)
-    return Candidates(k_ref=jnp.asarray(fingerprint, jnp.float32), accumulators=accs,
+    return Candidates(k_ref=jnp.asarray(fingerprint, jnp.float32), k_self=k_self, accumulators=accs,
                       fallback=_fallback_init(self.height, self.width, max(l for _, _, l in specs)),
                       ncc_trace=jnp.full((self.trace_length,), jnp.nan, jnp.float32),
                       keys=tuple((b, tau) for b, tau, _ in specs))
@@ -163,11 +187,11 @@ class AssemblyHook:
     full = [acc.count >= self.stop_at_pool for acc in candidates.accumulators]
     return jnp.all(jnp.stack(full), axis=0) & (self.stop_at_pool > 0)
 
-  def _scores(self, image_u8, k_ref):
-    """(block NCCs {B: float32[N, nb]}, whole-image NCC float32[N]) of a batch, from one residual per image."""
+  def _scores(self, image_u8, k_ref, k_self):
+    """(ranking scores {B: float32[N, nb]}, whole-image NCC float32[N]) of a batch, from one residual per image."""
     residual = denoise.extract_residual(image_u8, sigma=self.sigma)
-    gray_k = denoise.rgb2gray(image_u8.astype(jnp.float32)) * k_ref
-    blocks = {b: metrics.block_ncc(residual, gray_k, block_size=b) for b in self.block_sizes}
+    blocks = rank_scores(residual, image_u8, k_ref, k_self if self.rank_own_residual else None,
+                         block_sizes=self.block_sizes)
     return blocks, metrics.ncc_eq2(residual, image_u8, k_ref)
 
   def _no_scores(self, image_u8):
@@ -181,7 +205,8 @@ class AssemblyHook:
     step = jnp.asarray(step, jnp.int32)
     rank = jnp.any(psnr >= min(tau for _, _, tau in self.settings))
     due = active & (step % max(self.trace_every, 1) == 0) & (self.trace_every > 0)
-    blocks, whole = jax.lax.cond(rank | jnp.any(due), lambda: self._scores(image_u8, candidates.k_ref),
+    blocks, whole = jax.lax.cond(rank | jnp.any(due),
+                                 lambda: self._scores(image_u8, candidates.k_ref, candidates.k_self),
                                  lambda: self._no_scores(image_u8))
     accs = tuple(jax.vmap(functools.partial(topl.topl_update, tau=tau))(acc, image_u8, blocks[b], psnr, step)
                  for (b, tau), acc in zip(candidates.keys, candidates.accumulators))
@@ -191,10 +216,11 @@ class AssemblyHook:
                               fallback=jax.vmap(_fallback_update)(candidates.fallback, image_u8, psnr, step))
 
 
-def _fallback_images(fallback: Fallback, k_ref, *, block_sizes: Sequence[int], num_blocks: Sequence[int],
-                     sigma: float, key: str, rounding: str) -> dict[tuple[int, int], jax.Array]:
+def _fallback_images(fallback: Fallback, k_ref, k_self, *, block_sizes: Sequence[int], num_blocks: Sequence[int],
+                     sigma: float, key: str, rounding: str, own: bool) -> dict[tuple[int, int], jax.Array]:
   """{(B, L): uint8[H, W, 3]}: `assembly.assemble` on the stored max-PSNR candidates of one image."""
-  scores = candidate_ncc(fallback.pixels, k_ref, block_sizes=block_sizes, sigma=sigma)
+  residual = denoise.extract_residual(fallback.pixels, sigma=sigma)
+  scores = rank_scores(residual, fallback.pixels, k_ref, k_self if own else None, block_sizes=block_sizes)
   pool = jnp.arange(fallback.iteration.shape[0]) < fallback.count
   return {(b, l): assembly.assemble(fallback.pixels, scores[b], pool, block_size=b, num_blocks=l, key=key,
                                     rounding=rounding)[0]
@@ -224,12 +250,12 @@ def finalize_candidates(candidates: Candidates, hook: AssemblyHook,
   batch = candidates.k_ref.shape[:-2]
   fallback_fn = functools.partial(_fallback_images, block_sizes=sorted({b for b, _, _ in wanted}),
                                   num_blocks=sorted({l for _, l, _ in wanted}), sigma=hook.sigma, key=hook.key,
-                                  rounding=hook.rounding)
+                                  rounding=hook.rounding, own=hook.rank_own_residual)
   for _ in batch:
     fallback_fn = jax.vmap(fallback_fn)
   needed = jnp.any(jnp.stack([jnp.any(acc.count == 0) for acc in candidates.accumulators]))
-  fallback = jax.lax.cond(needed, fallback_fn, lambda fb, k: jax.tree.map(jnp.zeros_like, jax.eval_shape(
-      fallback_fn, fb, k)), candidates.fallback, candidates.k_ref)  # the residuals only if some pool is empty
+  fallback = jax.lax.cond(needed, fallback_fn, lambda fb, k, s: jax.tree.map(jnp.zeros_like, jax.eval_shape(
+      fallback_fn, fb, k, s)), candidates.fallback, candidates.k_ref, candidates.k_self)  # residuals only if needed
   out = {}
   for b, l, tau in wanted:
     reached = candidates.accumulators[index[(b, tau)]].count > 0

@@ -72,8 +72,8 @@ def photo_status(out_dir: pathlib.Path, *, source_sha: str, settings_sha: str) -
   except (OSError, ValueError):
     return "new"
   try:
-    complete = common.file_sha256(out_dir / "anonymized.png") == report["png_sha256"]
-  except (OSError, KeyError):
+    complete = common.file_sha256(out_dir / report["output"]) == report["output_sha256"]
+  except (OSError, KeyError, TypeError):
     complete = False
   same = report.get("source_sha256") == source_sha and report.get("settings_sha256") == settings_sha
   return "done" if complete and same else "stale"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import pathlib
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -131,6 +132,28 @@ def _pieces_numbers(pieces: list[anonymize.PieceResult], primary) -> dict:
           "below_target": [i for i, p in enumerate(pieces) if p.pools[(primary[0], primary[2])] == 0]}
 
 
+def output_name(config) -> str:
+  """The anonymized photo's file name: anonymized.png or anonymized.jpg (config field output_format)."""
+  return "anonymized.jpg" if config.output_format == "jpeg" else "anonymized.png"
+
+
+def _write_images(out_dir: pathlib.Path, images: dict, primary, *, config, grey: bool) -> dict:
+  """Writes every setting's image (the primary one as `output_name`) and returns them as read back from the files
+  (what a user gets, JPEG losses included)."""
+  suffix = pathlib.Path(output_name(config)).suffix
+  written = {}
+  for key, image in images.items():
+    path = (out_dir / output_name(config) if key == primary
+            else out_dir / "settings" / f"{setting_name(*key)}{suffix}")
+    pixels = image[..., 0] if grey else image
+    if config.output_format == "jpeg":
+      io.write_jpeg(path, pixels, quality=int(config.jpeg_quality))
+    else:
+      io.write_png(path, pixels)
+    written[key] = imaging.to_uint8(io.read_image(path)) if config.output_format == "jpeg" else image
+  return written
+
+
 def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, config, settings_sha: str, k_info,
                 eval_info, k_eval) -> dict:
   """Writes one photo's files (a `jobs.anonymize.Photo` and its `PhotoResult`); returns the report. Stale
@@ -139,11 +162,11 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
   original = photo.image
   primary = (int(config.block_size), int(config.num_blocks), float(config.tau))
   images = dict(result.outputs)
-  if photo.grey:  # a grey photo stays grey: the channel mean, written as a one-channel PNG
+  if photo.grey:  # a grey photo stays grey: the channel mean, written as a one-channel image
     images = {key: np.repeat(imaging.grey_of(im)[..., None], 3, axis=-1) for key, im in images.items()}
-  for key, image in images.items():
-    path = out_dir / "anonymized.png" if key == primary else out_dir / "settings" / f"{setting_name(*key)}.png"
-    io.write_png(path, image[..., 0] if photo.grey else image)
+  with warnings.catch_warnings():  # a grey file read back as RGB warns: expected here
+    warnings.simplefilter("ignore", UserWarning)
+    images = _write_images(out_dir, images, primary, config=config, grey=photo.grey)
   _write_history(out_dir, history_rows(result.pieces, int(config.trace_every)), title=f"{photo.name} ({config.mode})",
                  tau_stop=config.dip.tau_stop, taus=sorted({k[2] for k in images}))
   k_ref = photo.k if photo.k is not None else np.asarray(denoise.extract_residual(original[None],
@@ -169,7 +192,7 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
       "fingerprint": k_info, "eval_fingerprint": eval_info,
       "timings_s": {"photo": result.seconds, "per_megapixel": result.seconds / (h * w / 1e6)},
       "config": config.to_dict(), "settings_sha256": settings_sha, "dippas_jax_version": dippas_jax.__version__,
-      "png_sha256": common.file_sha256(out_dir / "anonymized.png")}
+      "output": output_name(config), "output_sha256": common.file_sha256(out_dir / output_name(config))}
   for name in ("reference", "evaluation"):
     if report[name] is not None:
       report[name]["inside_null_band"] = abs(report[name]["ncc_after"]) <= report["ncc_null_band"]

@@ -11,6 +11,8 @@ import pytest
 from dippas_jax.dippas import assembly
 from dippas_jax.dippas import candidates
 from dippas_jax.dippas import topl
+from dippas_jax.prnu import denoise
+from dippas_jax.prnu import metrics
 
 # One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
 pytestmark = pytest.mark.xdist_group("assembly")
@@ -438,3 +440,18 @@ def test_nearest_rounding_of_the_block_mean():
   state = _stream(topl.topl_init(8, 8, block_size=8, num_blocks=2), cands, np.zeros((2, 1)), np.full(2, 40.0),
                   tau=37.0)
   np.testing.assert_array_equal(topl.topl_finalize(state, rounding="nearest"), nearest)
+
+
+def test_rank_scores_with_the_photos_own_residual_take_the_larger_magnitude():
+  rng = np.random.default_rng(7)
+  images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+  residual = denoise.extract_residual(images, sigma=3.0)
+  k_ref = rng.normal(0, 1, (32, 32)).astype(np.float32)
+  k_self = rng.normal(0, 1, (32, 32)).astype(np.float32)
+  gray = denoise.rgb2gray(images.astype(np.float32))
+  plain = candidates.rank_scores(residual, images, k_ref, None, block_sizes=[16])[16]
+  np.testing.assert_allclose(plain, metrics.block_ncc(residual, gray * k_ref, block_size=16), rtol=1e-6)
+  both = candidates.rank_scores(residual, images, k_ref, k_self, block_sizes=[16])[16]
+  own = metrics.block_ncc(residual, gray * k_self, block_size=16)
+  np.testing.assert_allclose(both, np.maximum(np.abs(plain), np.abs(own)), rtol=1e-6)
+  assert (np.asarray(both) >= 0).all()

@@ -180,6 +180,25 @@ def test_bad_input_is_an_input_error(photos, tmp_path):
     _run_job(_all(photos), tmp_path, _config(crop=(42, 42)), fingerprint=str(photos.parent / "k.npy"))
 
 
+def test_jpeg_output_is_scored_as_written(photos, tmp_path):
+  summary = _run_job(photos / "b" / "IMG_0002.png", tmp_path, _config(output_format="jpeg", jpeg_quality=85),
+                     fingerprint=str(photos.parent / "k.npy"))
+  assert summary["anonymized"] == 1
+  out = tmp_path / "IMG_0002_png"
+  report = json.loads((out / "report.json").read_text())
+  assert report["output"] == "anonymized.jpg" and not (out / "anonymized.png").exists()
+  with Image.open(out / "anonymized.jpg") as im:
+    assert im.format == "JPEG" and dict(im.getexif()) == {} and "icc_profile" not in im.info
+  written = io.read_image(out / "anonymized.jpg")
+  original = io.center_crop(io.read_image(photos / "b" / "IMG_0002.png"), 64, 64)
+  assert report["psnr"] == pytest.approx(float(metrics.psnr(written, original)), abs=1e-6)
+  k = io.center_crop(np.load(photos.parent / "k.npy"), 64, 64)
+  assert report["reference"]["ncc_after"] == pytest.approx(anonymize_report.scores(written, k, sigma=3.0)["ncc"],
+                                                           abs=1e-6)
+  assert anonymize_job.photo_status(out, source_sha=report["source_sha256"],
+                                    settings_sha=report["settings_sha256"]) == "done"
+
+
 # Whole photos: 32² tiles with an 8-pixel overlap (the 80×96 photos are 3 × 4 tiles), 20 iterations each.
 _WHOLE = {"full_resolution": True, "tile_size": 32, "tile_overlap": 8, "batch_size": 4, "dip.lowpass.sigma": 2.0}
 

@@ -114,8 +114,9 @@ def _init_batch(runner, seed: int, jobs: list[Job | None]):
   ids = np.asarray([job.image_id for job in filled], np.int32)
   active = np.asarray([job is not None for job in jobs])
   params0 = None
-  if any(job.params0 is not None for job in filled):
-    cold = np.asarray(runner.init(seed, ids, images_f, images_u8, fps, active)[0].params)
+  if any(job.params0 is not None for job in filled):  # warm starts; the cold jobs' draws come from a first init
+    cold = (np.asarray(runner.init(seed, ids, images_f, images_u8, fps, active)[0].params)
+            if any(job.params0 is None for job in filled) else [None] * len(filled))
     params0 = np.stack([c if job.params0 is None else np.asarray(job.params0, np.float32)
                         for c, job in zip(cold, filled)])
   return runner.init(seed, ids, images_f, images_u8, fps, active, params0=params0)
