@@ -1,14 +1,16 @@
 """DIPPAS anonymization config (`dippas-anonymize`, `dippas-demo`).
 
-  dippas-anonymize --inputs=photos/ --fingerprint=cam.npz --workdir=runs/anon                # paper defaults
-  dippas-anonymize --inputs=photos/ --blind --workdir=runs/anon --config=configs/anonymize.py:cpu
+  dippas-anonymize --inputs=photos/ --fingerprint=cam.npz --workdir=runs/anon        # whole photos, this backend
+  dippas-anonymize --inputs=photos/ --blind --workdir=runs/anon --config=configs/anonymize.py:cpu   # 128² crop
   dippas-anonymize ... --config.block_size=32 --config.num_blocks=10 --config.tau=38
 
-Arg of `get_config` (configs/arguments.py): a base and field overrides, e.g. 'cpu,rank_key=abs'. Bases: ''/'paper'
-(512² centre crop, full U-Net, τ_stop 39 dB, ≤ 10,001 iterations; hours per photo on a CPU, minutes on a GPU),
-'cpu' (128² crop, the CPU recipe below: ~1 min per photo on 2 CPU cores, ≥ 38 dB), 'paper_cpu' (the paper's
+Arg of `get_config` (configs/arguments.py): a base and field overrides, e.g. 'cpu,rank_key=abs'. Bases: ''
+(this backend's whole-photo default, `default_base()`: 'photo' on a CPU, 'photo_gpu' on a GPU), 'photo' / 'photo_gpu'
+(every pixel, in 128² tiles: PHOTO_RECIPE below, 8 or 64 tiles in flight), 'paper' (the paper's protocol: 512²
+centre crop, full U-Net, τ_stop 39 dB, ≤ 10,001 iterations; hours per photo on a CPU, minutes on a GPU), 'cpu'
+(128² crop, the CPU recipe below: ~1 min per photo on 2 CPU cores, ≥ 38 dB), 'paper_cpu' (the paper's
 optimization at the same crop, ≤ 2,000 iterations), 'tiny' (tests: 64² crop, a small U-Net, ≤ 500 iterations,
-τ 27 < τ_stop 30), 'demo' (README command 1: the CPU recipe on the demo's synthetic photo).
+τ 27 < τ_stop 30), 'demo' (README command 1: the whole-photo recipe on the demo's synthetic 248² photo, 4 slots).
 """
 
 from ml_collections import config_dict
@@ -19,7 +21,6 @@ from dippas_jax.dippas import anonymize as anonymize_lib
 from dippas_jax.dippas import assembly
 
 OUTPUT_FORMATS = ("png", "jpeg")
-# Bases: (DIP config argument, overrides of the anonymize fields).
 # The CPU recipe (BUILD_NOTES "DIPPAS on real photos"): the paper's U-Net with a 32-deep input, a 20× larger
 # learning rate with a 30-step warm-up (γ at a tenth of it), no input perturbation, a floor on the output sigmoid's
 # gradient (clipped highlights keep learning), stop at 40 dB, B = 32, L = 10, τ = 38 with unbiased rounding, and
@@ -34,12 +35,13 @@ PAPER_CPU = {"dip.model.input_depth": 32, "dip.max_steps": 2000, "block_size": 3
 _CPU_CROP = {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16}
 # The whole-photo recipe (BUILD_NOTES "Whole photos", RESULTS.md "Cost per megapixel"): the CPU recipe on 128²
 # tiles with an 8-pixel overlap, streamed through 8 slots refilled every 10 steps; the photo's own low frequencies
-# under the DIP's detail (σ 4 px, the paper's loss: no colour blotches, the candidates reach τ sooner); each tile
-# stopped as soon as its pool holds its L candidates above τ (τ_stop 42 only caps it); 8 roots per photo fit cold,
-# every other tile warm-started from its nearest root.
+# under the DIP's detail (σ 4 px; the loss weighs the raw and the corrected output half and half: no colour
+# blotches, the candidates reach τ sooner); each tile stopped as soon as its pool holds 2L candidates above τ (the
+# ranking keeps the best L; τ_stop 42 only caps it); 8 roots per photo fit cold, every other tile warm-started from
+# its nearest root.
 PHOTO_RECIPE = {**CPU_RECIPE, "full_resolution": True, "tile_size": 128, "tile_overlap": 8, "batch_size": 8,
-                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0, "stop_at_pool": 10, "dip.tau_stop": 42.0,
-                "warm_start_roots": 8}
+                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0, "dip.lowpass.detail_loss": 0.5,
+                "stop_at_pool": 20, "dip.tau_stop": 42.0, "warm_start_roots": 8}
 # Bases: (DIP config argument, overrides of the anonymize fields).
 BASES = {
     "": ("", {}),
@@ -52,7 +54,8 @@ BASES = {
     "paper_cpu": ("", {**_CPU_CROP, **PAPER_CPU}),
     "tiny": ("tiny", {"crop": (64, 64), "tile_size": 64, "tile_overlap": 16, "block_size": 16, "num_blocks": 10,
                       "tau": 27.0}),
-    "demo": ("", {**PHOTO_RECIPE, "batch_size": 4, "trace_every": 10}),
+    # The demo's synthetic photo: L candidates per pool (2L measured no better there, and ≤ 3 minutes matter).
+    "demo": ("", {**PHOTO_RECIPE, "batch_size": 4, "trace_every": 10, "stop_at_pool": 10}),
 }
 
 
@@ -117,6 +120,18 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.jpeg_quality = 95
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
   config.sweep = _sweep()
+  _add_piece_fields(config)
+  # The DIP engine (configs/dip.py): network, noise, optimizer, stop rule, runner.
+  config.dip = dip_config.get_config(dip_arg)
+  arguments.apply(config, base_overrides)
+  arguments.apply(config, overrides)
+  check(config)
+  config.lock()
+  return config
+
+
+def _add_piece_fields(config: config_dict.ConfigDict) -> None:
+  """The fields of what is optimised: a crop or tiles, and how the pieces go through the queue."""
   # Centre crop (rows, cols) of each photo: the paper's protocol; multiples of 16 at the paper's 5 scales.
   config.crop = (512, 512)
   # Anonymize the whole photo by tiling instead of the centre crop.
@@ -136,13 +151,6 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.refill = True
   # Record the whole-image NCC of the kept image every this many iterations for the history plot (0 = never).
   config.trace_every = 10
-  # The DIP engine (configs/dip.py): network, noise, optimizer, stop rule, runner.
-  config.dip = dip_config.get_config(dip_arg)
-  arguments.apply(config, base_overrides)
-  arguments.apply(config, overrides)
-  check(config)
-  config.lock()
-  return config
 
 
 def check(config) -> None:

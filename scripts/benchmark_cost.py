@@ -1,6 +1,6 @@
 r"""The cost per megapixel of whole-photo DIPPAS, lever by lever, on the same photos in one run.
 
-  python scripts/benchmark_cost.py --workdir=runs/cost                      # 4 photos × 352², every variant
+  python scripts/benchmark_cost.py --workdir=runs/cost                      # 4 photos × 240², every variant
   python scripts/benchmark_cost.py --variants=cold,combined --photos=2 --workdir=runs/cost_smoke
 
 Photos: the centre `--region`² of `--photos` shared Dresden photos of different devices (round robin), anonymized
@@ -8,8 +8,9 @@ PRNU-aware with the shared σ = 3 fingerprints, tiled exactly as a whole photo i
 'cold' is the whole-photo path before this benchmark existed — the CPU recipe on cold 128² tiles with a 16-pixel
 overlap, one batch per photo of all its tiles that waits for its slowest tile; each lever alone is 'cold' plus that
 lever's fields; 'combined' is this backend's whole-photo default (configs/anonymize.py: 'photo' on a CPU,
-'photo_gpu' on a GPU). Every variant's runner is
-compiled before it is timed (a warm-up piece), so seconds are optimization only.
+'photo_gpu' on a GPU). A region has far fewer tiles than a whole photo, so warm-start roots are kept at a whole
+1056² photo's density (the recipe's 8 roots of 81 tiles → 1 root per photo at 240²; at least one). Every variant's
+runner is compiled before it is timed (a warm-up piece), so seconds are optimization only.
 
 Columns: seconds per megapixel (wall time of the variant / megapixels anonymized), iterations per tile (mean,
 max), occupancy (busy slot-steps / slot-steps), PSNR mean / min over the photos, how many photos have their
@@ -43,6 +44,7 @@ _PHOTOS = flags.DEFINE_integer("photos", 4, "Photos (round robin over the device
 _VARIANTS = flags.DEFINE_list("variants", None, "Variants to run (default: all, in `VARIANTS` order).")
 _SET = flags.DEFINE_list("set", [], "Extra field=value overrides of every variant (e.g. dip.max_steps=3: a smoke run).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
+WHOLE = 1056  # side of a shared photo (the density of warm-start roots)
 
 # 'cold': today's whole-photo path before the levers (CPU recipe, cold 128² tiles, overlap 16, a batch per photo
 # that waits for its slowest tile). Each lever: its fields on top of 'cold'. 'combined': the whole-photo default.
@@ -50,8 +52,8 @@ COLD = "cpu,full_resolution=true,tile_size=128,tile_overlap=16,refill=false"
 VARIANTS = {
     "cold": COLD,
     "refill": COLD + ",refill=true",
-    "lowpass": COLD + ",dip.lowpass.sigma=4",
-    "stop_at_pool": COLD + ",stop_at_pool=10,dip.tau_stop=42",
+    "lowpass": COLD + ",dip.lowpass.sigma=4,dip.lowpass.detail_loss=0.5",
+    "stop_at_pool": COLD + ",stop_at_pool=20,dip.tau_stop=42",
     "warm_start": COLD + ",warm_start_roots=1",
     "half_width": COLD + ",dip.model.filters=8/16/32/64/128,dip.model.skips=8/16/32/64",
     "combined": "",  # this backend's default: 'photo' on a CPU, 'photo_gpu' on a GPU
@@ -84,24 +86,27 @@ def _bands(shared: pathlib.Path, devices: list[str], region: int, sigma: float) 
   return out
 
 
-def _config(arg: str, tiles_per_photo: int):
+def _config(arg: str, region: int):
   base, overrides = arguments.parse(arg, tuple(anonymize_config.BASES))
   config = anonymize_config.get_config(base)
   with config.unlocked():
-    if base == "cpu":  # 'cold': one batch per photo
-      config.batch_size = tiles_per_photo
     arguments.apply(config, overrides + [tuple(o.split("=", 1)) for o in _SET.value])
+    tiles = anonymize.photo_layout(config, region, region).num_tiles
+    if base == "cpu":  # 'cold': one batch per photo
+      config.batch_size = tiles
+    if config.warm_start_roots > 1:  # roots at a whole photo's density
+      whole = anonymize.photo_layout(config, WHOLE, WHOLE).num_tiles
+      config.warm_start_roots = max(1, round(config.warm_start_roots * tiles / whole))
   config.trace_every = 0
   return config
 
 
-def _run_variant(name: str, arg: str, images, ks, names, *, layout_tiles: int) -> dict:
-  config = _config(arg, layout_tiles)
-  with config.unlocked():  # compile this variant's runner on one short piece first (max_steps is data)
+def _run_variant(name: str, arg: str, images, ks, names) -> dict:
+  config = _config(arg, images[0].shape[0])
+  with config.unlocked():  # compile this variant's programs on one short photo first (max_steps is data)
     steps = config.dip.max_steps
     config.dip.max_steps = config.dip.runner.chunk_size
-  t = config.tile_size
-  anonymize.anonymize_photos([anonymize.PhotoTask(name="warm-up", image=images[0][:t, :t], fingerprint=ks[0][:t, :t])],
+  anonymize.anonymize_photos([anonymize.PhotoTask(name="warm-up", image=images[0], fingerprint=ks[0])],
                              config=config, on_photo=lambda r: None)
   with config.unlocked():
     config.dip.max_steps = steps
@@ -155,10 +160,9 @@ def main(argv):
   ks = [_fingerprint(shared, d, region) for d in devices]
   bands = _bands(shared, sorted(set(devices)), region, 3.0)
   names = [r.path.name for r in records]
-  tiles = anonymize.photo_layout(_config(COLD, 1), region, region).num_tiles
   rows = []
   for name in _VARIANTS.value or list(VARIANTS):
-    run = _run_variant(name, VARIANTS[name], images, ks, names, layout_tiles=tiles)
+    run = _run_variant(name, VARIANTS[name], images, ks, names)
     rows.append(_row(run, images, ks, devices, bands, 3.0))
     print(f"{name}: {rows[-1]['s_per_mp']:.0f} s/MP, {rows[-1]['iterations_mean']:.0f} iterations/tile, PSNR "
           f"{rows[-1]['psnr_mean']:.2f} dB, {rows[-1]['in_band']}/{rows[-1]['photos']} in band", flush=True)

@@ -13,7 +13,9 @@ r"""The shared Dresden photos anonymized whole, with the default command, and sc
    photos (positives) against the other devices' unaltered photos (negatives), beside the unaltered AUC; PSNR,
    worst 16×16 colour shift, seam score and seconds per megapixel from each photo's report.json.
 
-Prints one markdown table (also `<workdir>/whole.md`, `whole.json`).
+Prints one markdown table (also `<workdir>/whole.md`, `whole.json`), and writes `<workdir>/crops_<photo>.png` for
+every anonymized photo: at 100 % (no scaling), 256² crops around the worst 16×16 colour shift and around a
+junction of four tiles, as original | anonymized | |difference| × 10.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from absl import flags
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.configs import anonymize as anonymize_config
+from dippas_jax.dippas import anonymize
 from dippas_jax.evaluation import protocol
+from dippas_jax.evaluation import visual
 from dippas_jax.jobs import anonymize as anonymize_job
 from dippas_jax.jobs import common
 from dippas_jax.prnu import fingerprint
@@ -92,6 +96,7 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
                  "ncc_after": float(s_anon[m, j]), "band": band[r.device],
                  "in_band": abs(float(s_anon[m, j])) <= band[r.device],
                  "colour_shift": report["colour_shift"]["worst"], "seam": report["seam_score"],
+                 "spot_shift": visual.spot_shift(anon[j], originals[i])["worst"],
                  "tiles": report["pieces"]["count"], "iterations_per_tile": report["pieces"]["iterations_mean"],
                  "seconds": report["timings_s"]["photo"], "s_per_mp": report["timings_s"]["per_megapixel"]})
     pos.append(float(s_anon[m, j]))
@@ -103,18 +108,37 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
   return {"rows": rows, "auc": _auc(np.asarray(pos), negs), "auc_unaltered": _auc(np.asarray(pos_orig), negs)}
 
 
+def _crops(original: np.ndarray, anonymized: np.ndarray, layout, side: int = 256) -> np.ndarray:
+  """uint8[2·side, 3·side, 3]: rows = the worst colour-shift window, a four-tile junction (100 %); columns =
+  original, anonymized, |anonymized − original| × 10."""
+  diff = anonymized.astype(np.float64) - original
+  means = np.abs(visual.window_means(diff, 16)).max(axis=-1)
+  worst = np.unravel_index(np.argmax(means), means.shape)
+  junction = tuple(count // 2 * layout.stride + layout.overlap // 2 for count in (layout.rows, layout.cols))
+  rows = []
+  for cy, cx in ((worst[0] + 8, worst[1] + 8), junction):
+    y = int(np.clip(cy - side // 2, 0, original.shape[0] - side))
+    x = int(np.clip(cx - side // 2, 0, original.shape[1] - side))
+    window = (slice(y, y + side), slice(x, x + side))
+    amplified = np.clip(np.abs(diff[window]) * 10, 0, 255).astype(np.uint8)
+    rows.append(np.concatenate([original[window], anonymized[window], amplified], axis=1))
+  return np.concatenate(rows, axis=0)
+
+
 def _markdown(result: dict) -> str:
-  lines = ["| photo | PSNR (dB) | NCC before → after | band | in band | colour shift | seam | tiles × iterations | "
-           "s | s/MP |", "|---|---:|---|---:|:---:|---:|---:|---|---:|---:|"]
+  lines = ["| photo | PSNR (dB) | NCC before → after | band | in band | colour shift | spot shift | seam | "
+           "tiles × iterations | s | s/MP |", "|---|---:|---|---:|:---:|---:|---:|---:|---|---:|---:|"]
   for r in result["rows"]:
     lines.append(f"| {r['photo']} | {r['psnr']:.2f} | {r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | "
-                 f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | {r['seam']:.3f} | "
+                 f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
+                 f"{r['spot_shift']:.2f} | {r['seam']:.3f} | "
                  f"{r['tiles']} × {r['iterations_per_tile']:.0f} | {r['seconds']:.0f} | {r['s_per_mp']:.0f} |")
   rows = result["rows"]
   psnr = [r["psnr"] for r in rows]
   lines.append(f"\n{len(rows)} photos: PSNR mean {np.mean(psnr):.2f} / min {np.min(psnr):.2f} dB, "
                f"{sum(r['in_band'] for r in rows)}/{len(rows)} inside their band, worst colour shift "
-               f"{max(r['colour_shift'] for r in rows):.2f}, worst seam {max(r['seam'] for r in rows):.3f}, "
+               f"{max(r['colour_shift'] for r in rows):.2f}, worst spot shift "
+               f"{max(r['spot_shift'] for r in rows):.2f}, worst seam {max(r['seam'] for r in rows):.3f}, "
                f"{np.mean([r['s_per_mp'] for r in rows]):.0f} s/MP; pooled AUC {result['auc']:.3f} "
                f"(the same photos unaltered: {result['auc_unaltered']:.3f}).")
   return "\n".join(lines)
@@ -134,6 +158,12 @@ def main(argv):
     anonymize_job.anonymize_job(inputs=inputs, workdir=str(workdir / "anonymized"), config=config,
                                 fingerprint=str(fps[device]))
   result = _score(naturals, chosen, workdir / "anonymized", fps)
+  layout = anonymize.photo_layout(config, SIDE, SIDE)
+  for r in chosen:
+    folder = workdir / "anonymized" / common.output_names([r.path])[0]
+    if (folder / "anonymized.png").is_file():
+      original, anonymized = (_centre(imaging.to_uint8(io.read_image(p))) for p in (r.path, folder / "anonymized.png"))
+      io.write_png(workdir / f"crops_{r.path.stem}.png", _crops(original, anonymized, layout))
   text = _markdown(result)
   (workdir / "whole.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
   io.write_json(workdir / "whole.json", {**result, "command": " ".join(sys.argv), "recipe": config.recipe})

@@ -109,6 +109,24 @@ def piece_result(result: scheduler.JobResult, hook: candidates.AssemblyHook) -> 
                      pools={k: int(v) for k, v in pools.items()}, seconds=result.seconds, params=result.params)
 
 
+def _ranked_jobs(jobs: Iterable[scheduler.Job | None], config, hooks: dict):
+  """The stream's jobs with the mode's reference fingerprint (`reference_fingerprints`: K aware, K̃ = W(I) blind);
+  makes the hook of the run's piece size in `hooks` (ValueError if the pieces differ in size)."""
+  for job in jobs:
+    if job is not None:
+      h, w = job.image.shape[:2]
+      if (h, w) not in hooks:
+        check_geometry(config, h, w)
+        hooks[(h, w)] = make_hook(config, height=h, width=w)
+      if len(hooks) > 1:
+        raise ValueError(f"every piece of one run must have one size, got {sorted(hooks)}; crop the photos alike "
+                         "(config field crop) or use full-resolution mode")
+      job.fingerprint = reference_fingerprints(job.image[None], None if job.fingerprint is None
+                                               else job.fingerprint[None], mode=config.mode,
+                                               sigma=float(config.sigma))[0]
+    yield job
+
+
 def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[PhotoResult], None], seed: int = 0,
                      on_piece: Callable[[PhotoTask, int, PieceResult], None] | None = None,
                      on_progress: Callable[[scheduler.QueueStats, int], None] | None = None,
@@ -142,21 +160,6 @@ def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[
   stream = photo_stream.PhotoStream(tasks, config, finish)
   hooks: dict[tuple[int, int], candidates.AssemblyHook] = {}
 
-  def jobs():
-    for job in stream.jobs():
-      if job is not None:
-        h, w = job.image.shape[:2]
-        if (h, w) not in hooks:
-          check_geometry(config, h, w)
-          hooks[(h, w)] = make_hook(config, height=h, width=w)
-        if len(hooks) > 1:
-          raise ValueError(f"every piece of one run must have one size, got {sorted(hooks)}; crop the photos alike "
-                           "(config field crop) or use full-resolution mode")
-        job.fingerprint = reference_fingerprints(job.image[None], None if job.fingerprint is None
-                                                 else job.fingerprint[None], mode=config.mode,
-                                                 sigma=float(config.sigma))[0]
-      yield job
-
   def on_done(result: scheduler.JobResult) -> None:
     number, index = result.key
     piece = piece_result(result, next(iter(hooks.values())))
@@ -164,7 +167,7 @@ def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[
       on_piece(stream.open[number].task, index, piece)
     stream.piece_done(number, index, piece)
 
-  pieces = jobs()
+  pieces = _ranked_jobs(stream.jobs(), config, hooks)
   first = next(pieces, None)
   if first is None:
     return scheduler.QueueStats()

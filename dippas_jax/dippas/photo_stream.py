@@ -1,7 +1,7 @@
 """The pieces of a stream of photos, in the order the DIP queue takes them, and each photo put back when done.
 
 A photo is one piece (a centre crop) or, in full-resolution mode, the tiles of `tiling` (cut lazily: only the
-photos in flight are in memory). `PhotoStream.next_job()` hands the queue (`dip.scheduler`) the next piece that can
+photos in flight are in memory). `PhotoStream.jobs()` hands the queue (`dip.scheduler`) the next piece that can
 start, `piece_done` files a finished one, and a photo whose pieces are all done is put back by a `TileCanvas` and
 handed to `on_photo`.
 

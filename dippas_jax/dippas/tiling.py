@@ -2,8 +2,9 @@
 
 DIPPAS works on fixed-size crops (512 x 512 in the paper). To anonymize a whole photo it is cut into a grid of
 `tile_size` x `tile_size` tiles, processed a few at a time (`dippas.dip.scheduler`), and put back by a
-`TileCanvas` as they finish; neither the tiles nor their results ever all exist at once (`cut` takes one tile of
-the padded photo, the canvas holds one sum and one weight plane).
+`TileCanvas`; the tiles are never all cut at once (`cut` takes one tile of the padded photo) and the canvas
+holds one sum and one weight plane (`photo_stream` keeps a photo's finished tile outputs until its last tile is
+done, then adds them: host memory is O(photo), ~200 kB per 128² tile and setting).
 
 Layout: tile (i, j) (row-major, index i * cols + j) starts at (i * stride, j * stride) with stride = tile_size -
 overlap. The grid covers the padded image of (rows - 1) * stride + tile_size pixels per side, the image being

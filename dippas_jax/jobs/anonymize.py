@@ -1,4 +1,4 @@
-"""`dippas-anonymize`: photos → per photo `anonymized.png`, `report.json`, `report.png`, `history.png`.
+"""`dippas-anonymize`: photos → per photo `anonymized.png` (or `.jpg`), `report.json`, `report.png`, `history.png`.
 
 Photos are listed (`io.list_images`), named by `common.output_names` (their path relative to the inputs' common
 folder: two photos never share an output folder) and sorted by that name; with several processes
@@ -7,7 +7,7 @@ default) or as its centre crop (the research protocol, `full_resolution=False`);
 through one queue of `batch_size` slots (`anonymize.anonymize_photos`), and each photo's files are written as soon
 as its last piece is done.
 
-Resume: a photo is done when its report.json records the PNG's checksum, the source photo's checksum and the
+Resume: a photo is done when its report.json records the output's checksum, the source photo's checksum and the
 checksum of the settings that produced it (`settings_digest`); otherwise it is (re)computed, and a stale result
 is said to be. The finished tiles of an unfinished whole photo are kept in `<photo>/.tiles/` (with the source and
 settings checksums) and reused by the next run, so a kill loses at most the tiles in flight. A photo whose
@@ -130,18 +130,22 @@ def _load_fingerprints(fingerprint: str | None, eval_fingerprint: str | None, co
 class TileCache:
   """The finished pieces of one unfinished photo, kept in `<photo>/.tiles/` so that a killed run loses only the
   pieces in flight: `piece_<t>.npz` (the piece's outputs and numbers) beside `meta.json` (the source and settings
-  checksums; pieces of another source or other settings are never reused)."""
+  checksums and the trace interval its NCC traces were taken at; pieces of another source or other settings are
+  never reused: the folder is emptied for the new run's pieces)."""
 
-  def __init__(self, out_dir: pathlib.Path, *, source_sha: str, settings_sha: str):
+  def __init__(self, out_dir: pathlib.Path, *, source_sha: str, settings_sha: str, trace_every: int):
     self.folder = out_dir / ".tiles"
-    self.meta = {"source_sha256": source_sha, "settings_sha256": settings_sha}
+    self.meta = {"source_sha256": source_sha, "settings_sha256": settings_sha, "trace_every": int(trace_every)}
 
   def load(self) -> dict[int, anonymize.PieceResult]:
-    """{piece index: PieceResult} of a run with the same source and settings ({} otherwise)."""
+    """{piece index: PieceResult} of a run with the same source and settings ({} otherwise, and the pieces of
+    another run are deleted so that they cannot be mistaken for this run's)."""
     try:
-      if json.loads((self.folder / "meta.json").read_text()) != self.meta:
-        return {}
+      same = json.loads((self.folder / "meta.json").read_text()) == self.meta
     except (OSError, ValueError):
+      same = False
+    if not same:
+      self.clear()
       return {}
     pieces = {}
     for path in sorted(self.folder.glob("piece_*.npz")):
@@ -262,7 +266,8 @@ def _run(todo, k, workdir: pathlib.Path, *, config, seed: int, tally: dict, cont
         tally["skipped"].append(str(e))
         continue
       photos[name] = photo
-      caches[name] = TileCache(workdir / name, source_sha=source_sha, settings_sha=context["settings_sha"])
+      caches[name] = TileCache(workdir / name, source_sha=source_sha, settings_sha=context["settings_sha"],
+                               trace_every=config.trace_every)
       done = caches[name].load() if config.full_resolution else {}
       bar.update(len(done))
       yield anonymize.PhotoTask(name=record.path.name, image=photo.image, fingerprint=photo.k, done=done, key=name)

@@ -82,7 +82,8 @@ def _write_report_png(out_dir, original, final, k_ref, report, *, sigma: float, 
   lines = [f"PSNR            {report['psnr']:.2f} dB", f"NCC before      {ref['ncc_before']:+.4f}",
            f"NCC after       {ref['ncc_after']:+.4f}", f"null band       ±{report['ncc_null_band']:.4f}",
            f"PCE             {ref['pce_before']:.1f} -> {ref['pce_after']:.1f}",
-           f"colour shift    {report['colour_shift']['worst']:.2f} grey levels (worst 16×16)"]
+           f"colour shift    {report['colour_shift']['worst']:.2f} grey levels (worst 16×16)",
+           f"spot shift      {report['spot_shift']['worst']:.2f} grey levels (worst σ 1.5 blur, flat areas)"]
   if report["seam_score"] is not None:
     lines.append(f"seam score      {report['seam_score']:.3f}")
   lines += [f"pieces          {report['pieces']['count']} ({report['pieces']['iterations_mean']:.0f} it. each)",
@@ -185,6 +186,7 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
       "reference": _fingerprint_numbers(original, final, k_ref, sigma=config.sigma), "evaluation": evaluation,
       "ncc_null_band": null_band(h, w),
       "colour_shift": visual.colour_shift(final, original) if min(h, w) >= 16 else None,
+      "spot_shift": visual.spot_shift(final, original),
       "seam_score": None if result.layout is None else visual.seam_score(final, original, result.layout),
       "quality_target_met": not pieces["below_target"], "pieces": pieces,
       "primary_setting": {"block_size": primary[0], "num_blocks": primary[1], "tau": primary[2]},

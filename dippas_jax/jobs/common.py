@@ -13,7 +13,6 @@ import hashlib
 import os
 import pathlib
 import sys
-import zlib
 from typing import Iterator, Sequence
 
 from tqdm import tqdm
@@ -83,12 +82,6 @@ def unique_names(paths: Sequence[pathlib.Path]) -> list[str]:
   """Short display names of photos (tables, plots): the file stems when they are unique, else `output_names`."""
   stems = [pathlib.Path(p).stem for p in paths]
   return stems if len(set(stems)) == len(stems) else output_names(paths)
-
-
-def image_id(path: str | os.PathLike, piece: int = 0) -> int:
-  """The per-photo DIP seed id: crc32 of `<file name>#<piece>` (31 bits; piece = tile index in full-resolution
-  mode). With the seed it keys every random draw of a photo, so its result does not depend on its batch."""
-  return zlib.crc32(f"{pathlib.Path(path).name}#{piece}".encode()) & 0x7FFFFFFF
 
 
 def file_sha256(path: str | os.PathLike) -> str:

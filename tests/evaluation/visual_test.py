@@ -52,3 +52,23 @@ def test_seam_score_is_one_without_seams_and_rises_with_a_step_at_tile_edges():
   assert score > 1.10  # the acceptance limit of a whole-photo run
   single = tiling.make_layout(40, 40, tile_size=48, overlap=8)
   assert np.isnan(visual.seam_score(original[:40, :40], original[:40, :40], single))
+
+
+def test_spot_shift_sees_spots_and_rings_that_noise_and_16x16_means_do_not():
+  """A 6-grey-level disc of radius 5 px reads ≈ 6 after the σ 1.5 blur (the disc is wider than the blur), a ring
+  around it of the opposite sign keeps the 16×16 means near 0; the anonymizer's removal of N(0, 2²) pixel noise
+  blurs to std 2/(2√π·1.5) ≈ 0.38, so its worst over 128² × 3 samples stays below 2 (5.3 std)."""
+  rng = np.random.default_rng(0)
+  original = np.full((128, 128, 3), 150.0)
+  noisy = original + rng.normal(0, 2, original.shape)
+  assert visual.spot_shift(noisy, original)["worst"] < 2.0
+  yy, xx = np.mgrid[:128, :128]
+  r = np.hypot(yy - 64, xx - 64)
+  spot = np.where(r < 5, 6.0, 0.0) - np.where((r >= 5) & (r < 5 * np.sqrt(2)), 6.0, 0.0)  # zero-mean disc + ring
+  anonymized = original + spot[..., None]
+  assert visual.spot_shift(anonymized, original)["worst"] > 4.5
+  assert visual.colour_shift(anonymized, original)["worst"] < 1.0
+  textured = original + 40 * (np.indices((128, 128)).sum(0) % 2)[..., None]  # no flat pixel: nothing counts
+  assert visual.spot_shift(textured + spot[..., None], textured) == {"worst": 0.0, "p999": 0.0, "flat": 0.0}
+  with pytest.raises(ValueError):
+    visual.spot_shift(anonymized[:, :64], original)

@@ -49,8 +49,9 @@ class JobResult:
   """What a finished job hands back (numpy). history: {field: [T]} of its iterations (step, loss, psnr, gamma);
   candidates: the hook's state of this image (device arrays, one image: no batch axis); params: the final flat
   params float32[P] (`Job.keep_params`) or None; slot: where it ran (diagnostics); seconds: its share of the queue's
-  time (each chunk's wall time split over the slots by the steps they ran: the jobs' shares add up to the
-  queue's time, so they are costs that can be summed per photo)."""
+  time (the wall time from one chunk's end to the next's — the refill, the chunk, the previous chunk's callbacks
+  such as writing a finished photo — split over the slots by the steps they ran: the jobs' shares add up to the
+  queue's time but for the last chunk's callbacks, so they are costs that can be summed per photo)."""
   key: Hashable
   num_steps: int
   stopped: bool
@@ -150,10 +151,9 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
   stream: Iterator[Job | None] = iter(jobs)
   table = _Slots(slots)
   stats = QueueStats()
-  t0 = time.perf_counter()
+  t0 = t_last = time.perf_counter()
   state = inputs = None
   while True:
-    t_chunk = time.perf_counter()
     if refill or not table.busy():
       state, inputs = _fill(runner, seed, table, stream, state, inputs)
     busy = table.busy()
@@ -167,7 +167,8 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
     stats.slot_steps += slots * settings.chunk_size
     ran = {i: hist["step"][i] >= 0 for i in busy}
     chunk_steps = max(sum(int(r.sum()) for r in ran.values()), 1)
-    chunk_seconds = time.perf_counter() - t_chunk
+    now = time.perf_counter()
+    chunk_seconds, t_last = now - t_last, now
     for i in busy:
       stats.busy_steps += int(ran[i].sum())
       table.seconds[i] += chunk_seconds * int(ran[i].sum()) / chunk_steps
