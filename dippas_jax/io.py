@@ -35,7 +35,6 @@ class InputError(ValueError):
   """Bad user input (file, folder, size, content); the message names the file and the fix."""
 
 
-# ----------------------------------------------------------------------------------------------- atomic writes
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -109,27 +108,24 @@ def write_csv(path, rows: Sequence[dict], fieldnames: Sequence[str] | None = Non
 
 
 def write_png(path, image: np.ndarray) -> None:
-  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG with pixel data only (no
-  EXIF/XMP/ICC/text chunks)."""
-  image = np.asarray(image)
-  if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
-    raise ValueError(f"write_png expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
-  with atomic_path(path) as tmp:
-    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format="PNG", pnginfo=None,
-                                                                       icc_profile=None, exif=b"")
+  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG, pixel data only (no metadata)."""
+  _write_pixels(path, image, "PNG", pnginfo=None)
 
 
 def write_jpeg(path, image: np.ndarray, *, quality: int) -> None:
-  """Atomically writes `uint8[H, W, 3]` or `uint8[H, W]` as a baseline JPEG (Pillow, `quality` 1-95, its default
-  chroma subsampling) with pixel data only (no EXIF, ICC profile or comment)."""
-  image = np.asarray(image)
-  if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
-    raise ValueError(f"write_jpeg expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
+  """As `write_png`, as a baseline JPEG (Pillow, `quality` 1-95, its default chroma subsampling)."""
   if not 1 <= int(quality) <= 95:
     raise ValueError(f"JPEG quality must be in [1, 95] (Pillow's useful range), got {quality}")
+  _write_pixels(path, image, "JPEG", quality=int(quality))
+
+
+def _write_pixels(path, image: np.ndarray, fmt: str, **options) -> None:
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+    raise ValueError(f"writing a {fmt} expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
   with atomic_path(path) as tmp:
-    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format="JPEG", quality=int(quality),
-                                                                       exif=b"", icc_profile=None)
+    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format=fmt, icc_profile=None, exif=b"",
+                                                                       **options)
 
 
 # ------------------------------------------------------------------------------------------------------ images

@@ -310,3 +310,24 @@ def test_two_processes_share_the_photos_exactly_once(photos, tmp_path):
   assert [s["anonymized"] for s in shares] == [2, 2]
   reports = sorted(str(p.parent.relative_to(work)) for p in work.rglob("report.json"))
   assert reports == ["a/IMG_0001_jpg", "b/IMG_0001_jpg", "b/IMG_0002_png", "c/grey_png"]
+
+
+def test_tile_cache_of_other_settings_is_emptied_not_mixed(tmp_path):
+  """Killed under settings X, rerun (and killed) under Y, then X again: the X run must not read Y's tiles as its
+  own. Pieces are only ever reused under the meta they were written with."""
+  piece = anonymize.PieceResult(outputs={(16, 10, 14.0): np.full((8, 8, 3), 7, np.uint8)}, history={},
+                                ncc_trace=np.zeros(0, np.float32), num_steps=3, stopped=True, gamma=0.0,
+                                best_psnr=30.0, pools={(16, 14.0): 2}, seconds=1.0, params=None)
+  x = dict(source_sha="s", settings_sha="x", trace_every=10)
+  anonymize_job.TileCache(tmp_path, **x).save(0, piece)
+  assert list(anonymize_job.TileCache(tmp_path, **x).load()) == [0]
+  y = anonymize_job.TileCache(tmp_path, **{**x, "settings_sha": "y"})
+  assert y.load() == {}
+  y.save(1, piece)  # Y's tile, under Y's meta
+  assert list(anonymize_job.TileCache(tmp_path, **x).load()) == []  # X finds none of Y's
+  assert list(anonymize_job.TileCache(tmp_path, **{**x, "trace_every": 5}).load()) == []
+  again = anonymize_job.TileCache(tmp_path, **x)
+  again.save(2, piece)
+  loaded = anonymize_job.TileCache(tmp_path, **x).load()
+  assert list(loaded) == [2]
+  np.testing.assert_array_equal(loaded[2].outputs[(16, 10, 14.0)], piece.outputs[(16, 10, 14.0)])
