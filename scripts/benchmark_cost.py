@@ -33,6 +33,7 @@ from dippas_jax import io
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.configs import arguments
 from dippas_jax.dippas import anonymize
+from dippas_jax.evaluation import protocol
 from dippas_jax.evaluation import visual
 from dippas_jax.prnu import metrics
 
@@ -62,11 +63,7 @@ VARIANTS = {
 
 def _photos(shared: pathlib.Path, count: int) -> list[io.ImageRecord]:
   records = io.list_images(str(shared / "data" / "dresden" / "manifest.csv"), kind="natural")
-  by_device: dict[str, list] = {}
-  for r in records:
-    by_device.setdefault(r.device, []).append(r)
-  order = [g[i] for i in range(max(map(len, by_device.values()))) for g in by_device.values() if i < len(g)]
-  return order[:count]
+  return protocol.interleave_devices(records)[:count]
 
 
 def _fingerprint(shared: pathlib.Path, device: str, region: int) -> np.ndarray:

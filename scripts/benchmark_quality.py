@@ -22,6 +22,7 @@ from absl import flags
 from dippas_jax import io
 from dippas_jax.configs import arguments
 from dippas_jax.configs import evaluate as evaluate_config
+from dippas_jax.evaluation import protocol
 from dippas_jax.jobs import evaluate as evaluate_job
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,12 +38,7 @@ BASE = {"128": "cpu", "256": "cpu256", "512": "cpu512"}
 def _manifest(shared: pathlib.Path, workdir: pathlib.Path, count: int) -> str:
   records = io.list_images(str(shared / "data" / "dresden" / "manifest.csv"), kind="natural")
   if count:
-    by_device: dict[str, list] = {}
-    for r in records:
-      by_device.setdefault(r.device, []).append(r)
-    order = [group[i] for i in range(max(map(len, by_device.values()))) for group in by_device.values()
-             if i < len(group)]
-    records = order[:count]
+    records = protocol.interleave_devices(records)[:count]
   path = workdir / "photos.csv"
   io.write_csv(path, [{"file": str(r.path), "device": r.device, "kind": "natural"} for r in records])
   return str(path)

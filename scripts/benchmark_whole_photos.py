@@ -61,14 +61,6 @@ def _fingerprints(records, workdir: pathlib.Path) -> dict[str, pathlib.Path]:
   return out
 
 
-def _chosen(naturals, count: int):
-  by_device: dict[str, list] = {}
-  for r in naturals:
-    by_device.setdefault(r.device, []).append(r)
-  order = [g[i] for i in range(max(map(len, by_device.values()))) for g in by_device.values() if i < len(g)]
-  return order[:count or None]
-
-
 def _centre(image: np.ndarray) -> np.ndarray:
   return io.center_crop(image, SIDE, SIDE)
 
@@ -151,7 +143,7 @@ def main(argv):
   manifest = str(pathlib.Path(_SHARED.value) / "data" / "dresden" / "manifest.csv")
   fps = _fingerprints(io.list_images(manifest, kind="flatfield"), workdir)
   naturals = io.list_images(manifest, kind="natural")
-  chosen = _chosen(naturals, _PHOTOS.value)
+  chosen = protocol.interleave_devices(naturals)[:_PHOTOS.value or None]
   config = anonymize_config.get_config(_CONFIG.value)
   for device in sorted({r.device for r in chosen}):
     inputs = ",".join(str(r.path) for r in chosen if r.device == device)

@@ -30,7 +30,7 @@ Typical use (per method/config; arrays from the files of the evaluation command)
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -380,3 +380,13 @@ def summarize_method(scores_anon: Mapping[str, np.ndarray], scores_orig: Mapping
       entry["edges_table"] = edge_auc_table(entry["ncc"], entry["ncc_edges"])
     out[variant] = entry
   return out
+
+
+def interleave_devices(records: Sequence[Any]) -> list:
+  """Records (anything with a `.device`) reordered one per device in turn, in order of first appearance: the first
+  n of the result cover min(n, number of devices) devices (benchmarks on a few photos)."""
+  by_device: dict[str, list] = {}
+  for r in records:
+    by_device.setdefault(r.device, []).append(r)
+  return [group[i] for i in range(max(map(len, by_device.values()), default=0)) for group in by_device.values()
+          if i < len(group)]

@@ -1,6 +1,7 @@
 """Tests for dippas_jax.evaluation: the attribution protocol built by hand, ROC/AUC against scikit-learn, edge
 masks, per-image metrics against independent recomputation, plots."""
 
+import collections
 import json
 
 import numpy as np
@@ -273,3 +274,10 @@ def test_plots_are_written(tmp_path):
   for name in ("auc_psnr.png", "roc.png", "hist.png"):
     data = (tmp_path / name).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_interleave_devices_takes_one_photo_per_device_in_turn():
+  Rec = collections.namedtuple("Rec", "name device")
+  recs = [Rec("a0", "A"), Rec("a1", "A"), Rec("a2", "A"), Rec("b0", "B"), Rec("c0", "C"), Rec("c1", "C")]
+  assert [r.name for r in evaluation.interleave_devices(recs)] == ["a0", "b0", "c0", "a1", "c1", "a2"]
+  assert evaluation.interleave_devices([]) == []
