@@ -19,6 +19,7 @@ from dippas_jax.configs import arguments
 from dippas_jax.configs import dip as dip_config
 from dippas_jax.dippas import anonymize as anonymize_lib
 from dippas_jax.dippas import assembly
+from dippas_jax.dippas import kept_image
 
 OUTPUT_FORMATS = ("png", "jpeg")
 # The CPU recipe (BUILD_NOTES "DIPPAS on real photos"): the paper's U-Net with a 32-deep input, a 20× larger
@@ -40,7 +41,7 @@ _CPU_CROP = {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16}
 # ranking keeps the best L; τ_stop 42 only caps it); 8 roots per photo fit cold, every other tile warm-started from
 # its nearest root.
 PHOTO_RECIPE = {**CPU_RECIPE, "full_resolution": True, "tile_size": 128, "tile_overlap": 8, "batch_size": 8,
-                "dip.runner.chunk_size": 10, "dip.lowpass.sigma": 4.0, "dip.lowpass.detail_loss": 0.5,
+                "dip.runner.chunk_size": 10, "kept.lowpass_sigma": 4.0, "kept.detail_loss": 0.5, "kept.flat_path": True,
                 "stop_at_pool": 20, "dip.tau_stop": 42.0, "warm_start_roots": 8}
 # Bases: (DIP config argument, overrides of the anonymize fields).
 BASES = {
@@ -57,6 +58,31 @@ BASES = {
     # The demo's synthetic photo: L candidates per pool (2L measured no better there, and ≤ 3 minutes matter).
     "demo": ("", {**PHOTO_RECIPE, "batch_size": 4, "trace_every": 10, "stop_at_pool": 10}),
 }
+
+
+def _kept() -> config_dict.ConfigDict:
+  """The kept-image transform (dippas/kept_image.py): kept = m·denoise(I) + (1 − m)·(x̂ + G_σ * (I − x̂))."""
+  kept = config_dict.ConfigDict()
+  # Std σ (px) of the low-pass correction x̂ + G_σ * (I − x̂): the photo's own low frequencies under the DIP's
+  # detail (no colour drift); 0 = off (the paper).
+  kept.lowpass_sigma = 0.0
+  # Weight a of the kept image in the loss: (1 − a)·MSE(y, I) + a·MSE(kept(y), I). 0: the paper's loss; 1: the
+  # DIP fits only what is kept (fewer iterations, but blotches leak through the low-pass's transition band).
+  kept.detail_loss = 0.0
+  # The flat path: where the photo is flat, keep the photo denoised (wavelet, noise std flat_noise) instead of the
+  # DIP's output (no DIP spots in skies and walls); False = the paper's kept image (ablations).
+  kept.flat_path = False
+  # Local grey-level std (grey levels, Gaussian window of window_sigma px) at or below which the flat path takes
+  # over fully.
+  kept.flat_std = 2.0
+  # Local std at or above which the DIP's output is kept; a smoothstep of the std in between (no mask edge).
+  kept.textured_std = 4.0
+  # Noise std (grey levels) of the flat path's wavelet denoiser (larger: less fingerprint left, more faint texture
+  # lost; scripts/screen_flat_path.py).
+  kept.flat_noise = 3.0
+  # Std (px) of the Gaussian window of the local std (the flatness measure of visual.spot_shift too).
+  kept.window_sigma = 4.0
+  return kept
 
 
 def _sweep() -> config_dict.ConfigDict:
@@ -120,6 +146,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.jpeg_quality = 95
   # Extra (B, L, τ) outputs from the same optimization (research sweeps); written to <photo>/settings/.
   config.sweep = _sweep()
+  # What of the DIP's output a candidate keeps (low-pass correction, flat path) and what the loss compares.
+  config.kept = _kept()
   _add_piece_fields(config)
   # The DIP engine (configs/dip.py): network, noise, optimizer, stop rule, runner.
   config.dip = dip_config.get_config(dip_arg)
@@ -162,5 +190,6 @@ def check(config) -> None:
     raise ValueError(f"Unsupported output_format {config.output_format!r}; expected one of {OUTPUT_FORMATS}")
   if not 1 <= config.jpeg_quality <= 95:
     raise ValueError(f"jpeg_quality must be in [1, 95], got {config.jpeg_quality}")
+  kept_image.KeptImage.from_config(config.kept)  # ValueError on inconsistent fields
   if config.rounding not in assembly.ROUNDINGS:
     raise ValueError(f"Unsupported rounding {config.rounding!r}; expected one of {assembly.ROUNDINGS}")

@@ -93,19 +93,6 @@ def _plateau() -> ml_collections.ConfigDict:
   return plateau
 
 
-def _lowpass() -> ml_collections.ConfigDict:
-  lowpass = ml_collections.ConfigDict()
-  # Std (px) of the Gaussian low-pass under which the kept image takes the photo's own low frequencies,
-  # x̂ + G_σ * (I − x̂) (dippas/lowpass.py: no colour drift, the DIP fits only the detail); 0 = off (the paper).
-  lowpass.sigma = 0.0
-  # Weight a of the corrected output in the loss: (1 - a)·MSE(y, I) + a·MSE(y + G_σ * (I - y), I). 0: the paper's
-  # loss (only the kept image, hence the candidates, PSNR and stop rule, is corrected); 1: the DIP is trained on the
-  # detail only (fewer iterations, but its unconstrained low frequencies leak through the filter's transition band
-  # as colour blotches: BUILD_NOTES "Whole photos").
-  lowpass.detail_loss = 0.0
-  return lowpass
-
-
 def _optimizer() -> ml_collections.ConfigDict:
   optimizer = ml_collections.ConfigDict()
   # 'amsgrad_torch' (the reference's Adam(amsgrad=True)), 'adam', 'amsgrad_optax', 'adamw' or 'sgd'.
@@ -164,8 +151,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_steps = 10001
   # The network: the MultiRes U-Net of SPEC §3.
   config.model = _model()
-  # The photo's low frequencies under the DIP output (off in the paper).
-  config.lowpass = _lowpass()
   # The network input z and its per-step perturbation.
   config.noise = _noise()
   # The optimizer (the reference's AMSGrad with PyTorch semantics by default).

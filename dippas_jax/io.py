@@ -5,7 +5,8 @@ Only this module (and the apps) touch files. Every reader validates what it retu
 command-line apps can print it and exit non-zero instead of showing a traceback from deep inside JAX.
 
 Conventions: images are returned in image orientation (row = y), NHWC without the N, EXIF orientation is
-never applied (it would misalign images with fingerprints). 8-bit files give `uint8[H, W, 3]`; 16-bit files
+never applied (it would misalign images with fingerprints); `read_display` tells how the file is shown and the
+writers' `display` writes an output that shows the same way (`dippas_jax.display`). 8-bit files give `uint8[H, W, 3]`; 16-bit files
 give `float32[H, W, 3]` in [0, 255] (value / 257), the grey-level scale of the PRNU core.
 """
 
@@ -27,7 +28,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+from dippas_jax import display as display_lib
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif")
+HEIF_EXTENSIONS = (".heic", ".heif")
 FINGERPRINT_EXTENSIONS = (".npz", ".npy", ".mat")
 
 
@@ -107,25 +111,56 @@ def write_csv(path, rows: Sequence[dict], fieldnames: Sequence[str] | None = Non
       writer.writerows(rows)
 
 
-def write_png(path, image: np.ndarray) -> None:
-  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG, pixel data only (no metadata)."""
-  _write_pixels(path, image, "PNG", pnginfo=None)
+def write_png(path, image: np.ndarray, *, display: display_lib.Display | None = None) -> None:
+  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG, pixel data only (no metadata).
+  With `display` (the input's, `read_display`): the pixels turned by its orientation and its colour profile kept,
+  so the file shows as the input did; still no EXIF block."""
+  _write_pixels(path, image, "PNG", display, pnginfo=None)
 
 
-def write_jpeg(path, image: np.ndarray, *, quality: int) -> None:
+def write_jpeg(path, image: np.ndarray, *, quality: int, display: display_lib.Display | None = None) -> None:
   """As `write_png`, as a baseline JPEG (Pillow, `quality` 1-95, its default chroma subsampling)."""
   if not 1 <= int(quality) <= 95:
     raise ValueError(f"JPEG quality must be in [1, 95] (Pillow's useful range), got {quality}")
-  _write_pixels(path, image, "JPEG", quality=int(quality))
+  _write_pixels(path, image, "JPEG", display, quality=int(quality))
 
 
-def _write_pixels(path, image: np.ndarray, fmt: str, **options) -> None:
+def _write_pixels(path, image: np.ndarray, fmt: str, display: display_lib.Display | None, **options) -> None:
   image = np.asarray(image)
   if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
     raise ValueError(f"writing a {fmt} expects uint8[H, W, 3] or uint8[H, W], got {image.dtype}{list(image.shape)}")
+  display = display or display_lib.Display()
+  image = display_lib.to_display(image, display)
   with atomic_path(path) as tmp:
-    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(tmp, format=fmt, icc_profile=None, exif=b"",
-                                                                       **options)
+    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(
+        tmp, format=fmt, icc_profile=display.icc_profile, exif=b"", **options)
+
+
+def read_display(path: str | os.PathLike) -> display_lib.Display:
+  """How a viewer shows the image file: its EXIF orientation (1 when absent or invalid, and for HEIC, whose
+  decoder applies it) and its ICC profile. Raises InputError on an unreadable file."""
+  path = pathlib.Path(path)
+  try:
+    with _open(path) as im:
+      tag = im.getexif().get(0x0112, 1) if path.suffix.lower() not in HEIF_EXTENSIONS else 1
+      return display_lib.Display(orientation=tag if tag in range(1, 9) else 1,
+                                 icc_profile=im.info.get("icc_profile") or None)
+  except InputError:
+    raise
+  except Exception as e:  # Pillow raises many types on a bad file.
+    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+
+
+def _open(path: pathlib.Path) -> Image.Image:
+  """Image.open, with HEIC/HEIF support from the optional extra (a one-line InputError without it)."""
+  if path.suffix.lower() in HEIF_EXTENSIONS:
+    try:
+      import pillow_heif  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise InputError(f"{path}: reading HEIC/HEIF needs the optional extra: pip install -e '.[heif]' (pillow-heif)"
+                       ) from None
+    pillow_heif.register_heif_opener()
+  return Image.open(path)
 
 
 # ------------------------------------------------------------------------------------------------------ images
@@ -133,7 +168,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
   """Reads an RGB photo.
 
   Args:
-    path: a JPEG, PNG or TIFF file (8 or 16 bit).
+    path: a JPEG, PNG, TIFF (8 or 16 bit) or HEIC/HEIF (optional extra `heif`) file.
 
   Returns:
     `uint8[H, W, 3]` for 8-bit files, `float32[H, W, 3]` in [0, 255] for 16-bit files. Grey files are
@@ -153,7 +188,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if suffix in (".tif", ".tiff"):
       array = _read_tiff(path)
     else:
-      with Image.open(path) as im:
+      with _open(path) as im:
         im.load()  # Decodes now, so a truncated or corrupt file fails here.
         array = _pil_to_array(im, path)
   except InputError:
@@ -167,8 +202,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
   """(H, W) of an image file from its header, without decoding the pixels. Raises InputError."""
   try:
-    with Image.open(path) as im:
+    with _open(pathlib.Path(path)) as im:
       return im.size[1], im.size[0]
+  except InputError:
+    raise
   except Exception as e:  # Pillow raises many types on a bad file.
     raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
 

@@ -53,7 +53,7 @@ COLD = "cpu,full_resolution=true,tile_size=128,tile_overlap=16,refill=false"
 VARIANTS = {
     "cold": COLD,
     "refill": COLD + ",refill=true",
-    "lowpass": COLD + ",dip.lowpass.sigma=4,dip.lowpass.detail_loss=0.5",
+    "lowpass": COLD + ",kept.lowpass_sigma=4,kept.detail_loss=0.5",
     "stop_at_pool": COLD + ",stop_at_pool=20,dip.tau_stop=42",
     "warm_start": COLD + ",warm_start_roots=1",
     "half_width": COLD + ",dip.model.filters=8/16/32/64/128,dip.model.skips=8/16/32/64",

@@ -43,6 +43,8 @@ flags.DEFINE_integer("chunks", 2, "Timed chunks after the compiling one (the fas
 flags.DEFINE_bool("isolate", True, "Run every case in its own subprocess (clean peak memory).")
 flags.DEFINE_string("case", "", "Internal: run one case 'size,N,formulation,precision' and print its JSON.")
 flags.DEFINE_string("out", "", "Also append the JSON records to this file.")
+flags.DEFINE_enum("kept", "none", ["none", "photo"], "Kept-image transform: 'none' (the paper's x̂) or 'photo' (the "
+                  "whole-photo recipe's low-pass correction, detail loss and flat path, configs/anonymize.py).")
 flags.DEFINE_list("hook", ["none"], "Step variants: 'none' (the bare DIP step), 'assembly' (the anonymization step: "
                   "block NCC ranking into top-L accumulators at every step, the worst case, plus the NCC trace "
                   "every 10 steps). Both in one run give the hook's cost as a ratio.")
@@ -54,6 +56,15 @@ def _load_config(arg: str):
   except ImportError:  # a checkout that is not pip-installed: configs/ is a top-level package there
     from configs import dip as dip_config
   return dip_config.get_config(arg)
+
+
+def _kept(name: str):
+  """None (the paper's x̂) or the whole-photo recipe's `KeptImage`."""
+  if name == "none":
+    return None
+  from dippas_jax.configs import anonymize as anonymize_config
+  from dippas_jax.dippas import kept_image
+  return kept_image.KeptImage.from_config(anonymize_config.get_config(name).kept)
 
 
 def _hook(name: str, size: int):
@@ -77,7 +88,7 @@ def measure(settings, *, size: int, n: int, steps: int, chunks: int, hook: str =
   images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
   fingerprints = (0.01 * rng.standard_normal((n, size, size))).astype(np.float32)
   images_f, images_u8, fps = dip.validate_inputs(images, fingerprints, downsampling=settings.downsampling)
-  runner = dip.build_runner(settings, hook=_hook(hook, size))
+  runner = dip.build_runner(settings, hook=_hook(hook, size), kept=_kept(FLAGS.kept))
   pad = (-n) % runner.mesh.devices.size
   ids = np.arange(n + pad, dtype=np.int32)
   take = np.minimum(ids, n - 1)
@@ -138,7 +149,7 @@ def _run_case(case: str) -> dict:
     return measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks, hook=hook)
   argv = [sys.executable, __file__, f"--case={case}", f"--config={FLAGS.config}", f"--steps={FLAGS.steps}",
           f"--chunks={FLAGS.chunks}", f"--perturbation={FLAGS.perturbation}", f"--conv_impl={FLAGS.conv_impl}",
-          f"--prng_impl={FLAGS.prng_impl}"]
+          f"--prng_impl={FLAGS.prng_impl}", f"--kept={FLAGS.kept}"]
   proc = subprocess.run(argv, capture_output=True, text=True)
   lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
   if proc.returncode or not lines:

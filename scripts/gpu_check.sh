@@ -18,7 +18,7 @@ if [ "${GPU_CHECK_SMOKE:-0}" = "1" ]; then
   TILE_CONFIG=tiny; TILE=32; TILE_BATCH=2; COST=(--photos=1 --variants=combined --set=dip.max_steps=3)
 else
   SIZE=512; CONFIG=paper; PRNU_SIZE=512; QUALITY=(--crop=512 --photos=2 --set=detector.scope=none)
-  TILE_CONFIG="paper,model.input_depth=32,model.sigmoid_grad_floor=0.05,lowpass.sigma=4,lowpass.detail_loss=0.5"
+  TILE_CONFIG="paper,model.input_depth=32,model.sigmoid_grad_floor=0.05"
   TILE=128; TILE_BATCH=8,32,64; COST=(--photos=2 --variants=cold,combined)
 fi
 python3 -c "import jax; print('backend', jax.default_backend(), jax.devices())" | tee "$OUT/backend.txt"
@@ -34,7 +34,7 @@ run 60 dip_map_loop python3 scripts/benchmark_dip.py --config=$CONFIG --sizes=$S
   --precisions=highest --steps=10 --chunks=2 --out="$OUT/dip.jsonl"
 run 40 prnu python3 scripts/benchmark_prnu.py --size=$PRNU_SIZE --batches=1,8,32 --out="$OUT/prnu.jsonl"
 run 60 dip_tiles python3 scripts/benchmark_dip.py --config="$TILE_CONFIG" --sizes=$TILE --batch=$TILE_BATCH \
-  --formulations=vmap --precisions=highest,default --hook=assembly --steps=10 --chunks=2 --out="$OUT/dip_tiles.jsonl"
+  --formulations=vmap --precisions=highest,default --hook=assembly --kept=photo --steps=10 --chunks=2 --out="$OUT/dip_tiles.jsonl"
 run 120 cost python3 scripts/benchmark_cost.py "${COST[@]}" --workdir="$OUT/cost"
 run 60 quality python3 scripts/benchmark_quality.py "${QUALITY[@]}" --variants=dippas,dippas_paper_cold \
   --workdir="$OUT/quality"

@@ -3,9 +3,10 @@
   dippas-anonymize --inputs=photos/ --fingerprint=cam.npz --workdir=runs/anon
   dippas-anonymize --inputs='photos/*.jpg' --blind --workdir=runs/anon --config=configs/anonymize.py:cpu
 
-Per photo, in --workdir/<photo's path relative to the inputs' common folder>/: anonymized.png (pixels only, no
-metadata), report.json (PSNR, NCC before and after, γ, iterations, whether the quality target was met, settings,
-timings), history.jsonl and history.png. Reruns skip finished photos (same source, same settings) and redo the
+Per photo, in --workdir/<photo's path relative to the inputs' common folder>/: anonymized.png (pixels, turned by
+the input's EXIF orientation so that it shows as the input did, and the input's ICC colour profile; no EXIF or
+other metadata), report.json (PSNR, NCC before and after, γ, iterations, whether the quality target was met, settings,
+timings, the orientation applied; scored in the sensor's orientation), history.jsonl and history.png. Reruns skip finished photos (same source, same settings) and redo the
 others. Exit code 0: all done; 1: some photos skipped or below the quality target (listed); 2: bad input.
 
 Many photos over several processes or hosts (JAX's multi-process runtime; each process its own GPU(s) or CPU):

@@ -2,7 +2,8 @@
 
   dippas-attribute --fingerprints=runs/fp --images=../shared/data/dresden/manifest.csv --workdir=runs/attr
 
-Exit code 0: all done; 1: some images skipped (listed); 2: bad input.
+Images are scored as stored, in the sensor's orientation (an EXIF orientation tag is ignored, as the fingerprints
+are sensor patterns). Exit code 0: all done; 1: some images skipped (listed); 2: bad input.
 """
 
 from absl import flags

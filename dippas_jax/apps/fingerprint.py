@@ -3,6 +3,8 @@
   dippas-fingerprint --images=../shared/data/dresden/manifest.csv --workdir=runs/fp
   dippas-fingerprint --images='photos/flat/*.jpg' --device=my_camera --workdir=runs/fp --config.sigma=3
 
+Images are used as stored, in the sensor's orientation: an EXIF orientation tag is ignored (a fingerprint is a
+sensor pattern; turning a portrait upright would misalign it). HEIC/HEIF needs `pip install -e '.[heif]'`.
 Exit code 0: all done; 1: some flat-fields skipped (listed); 2: bad input.
 """
 

@@ -5,7 +5,8 @@ Every piece (a centre crop, or a tile of a whole photo: `photo_stream`) goes thr
 1. the NCC reference K_ref: the device fingerprint (PRNU-aware) or K̃ = W(piece), its own residual
    (`extract_residual`, σ = 3: PRNU-blind, SPEC §0); K_ref is also the fingerprint injected in the DIP model;
 2. one network per piece is optimised in a queue of `batch_size` slots (`dip.scheduler`, refilled as pieces
-   finish); at every iteration the candidate hook ranks the kept image x̂ by block NCC with gray(x̂) ⊙ K_ref and
+   finish); at every iteration the candidate hook ranks the kept image (`kept_image.KeptImage`: x̂ with the
+   photo's low frequencies and, where the photo is flat, its blurred self) by block NCC with gray(·) ⊙ K_ref and
    merges it into a streaming top-L accumulator per (B, τ) (`candidates.AssemblyHook`): no candidate leaves the
    device;
 3. the piece of every (B, L, τ) setting is the mean of the L best blocks per position; a whole photo's tiles are
@@ -30,6 +31,7 @@ import numpy as np
 from dippas_jax.dippas import assembly
 from dippas_jax.dippas import candidates
 from dippas_jax.dippas import dip
+from dippas_jax.dippas import kept_image
 from dippas_jax.dippas import photo_stream
 from dippas_jax.dippas.dip import scheduler
 from dippas_jax.prnu import denoise
@@ -109,21 +111,17 @@ def piece_result(result: scheduler.JobResult, hook: candidates.AssemblyHook) -> 
                      pools={k: int(v) for k, v in pools.items()}, seconds=result.seconds, params=result.params)
 
 
-def _ranked_jobs(jobs: Iterable[scheduler.Job | None], config, hooks: dict):
-  """The stream's jobs with the mode's reference fingerprint (`reference_fingerprints`: K aware, K̃ = W(I) blind);
-  makes the hook of the run's piece size in `hooks` (ValueError if the pieces differ in size)."""
+def _with_reference(jobs: Iterable[scheduler.Job | None], config, size: tuple[int, int]):
+  """The stream's jobs, each a copy with the mode's reference fingerprint (`reference_fingerprints`: K aware,
+  K̃ = W(I) blind); ValueError on a piece of another size than `size` (one compiled runner per run)."""
   for job in jobs:
     if job is not None:
-      h, w = job.image.shape[:2]
-      if (h, w) not in hooks:
-        check_geometry(config, h, w)
-        hooks[(h, w)] = make_hook(config, height=h, width=w)
-      if len(hooks) > 1:
-        raise ValueError(f"every piece of one run must have one size, got {sorted(hooks)}; crop the photos alike "
-                         "(config field crop) or use full-resolution mode")
-      job.fingerprint = reference_fingerprints(job.image[None], None if job.fingerprint is None
-                                               else job.fingerprint[None], mode=config.mode,
-                                               sigma=float(config.sigma))[0]
+      if job.image.shape[:2] != size:
+        raise ValueError(f"every piece of one run must have one size, got {size} and {job.image.shape[:2]}; crop "
+                         "the photos alike (config field crop) or use full-resolution mode")
+      k = reference_fingerprints(job.image[None], None if job.fingerprint is None else job.fingerprint[None],
+                                 mode=config.mode, sigma=float(config.sigma))[0]
+      job = dataclasses.replace(job, fingerprint=k)
     yield job
 
 
@@ -158,24 +156,27 @@ def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[
     on_photo(result)
 
   stream = photo_stream.PhotoStream(tasks, config, finish)
-  hooks: dict[tuple[int, int], candidates.AssemblyHook] = {}
+  jobs = stream.jobs()
+  first = next(jobs, None)
+  if first is None:
+    return scheduler.QueueStats()
+  size = first.image.shape[:2]
+  check_geometry(config, *size)
+  hook = make_hook(config, height=size[0], width=size[1])
 
   def on_done(result: scheduler.JobResult) -> None:
     number, index = result.key
-    piece = piece_result(result, next(iter(hooks.values())))
+    piece = piece_result(result, hook)
     if on_piece is not None:
       on_piece(stream.open[number].task, index, piece)
     stream.piece_done(number, index, piece)
 
-  pieces = _ranked_jobs(stream.jobs(), config, hooks)
-  first = next(pieces, None)
-  if first is None:
-    return scheduler.QueueStats()
   slots = max(1, int(config.batch_size))
   if mesh is not None:
     slots = -(-slots // mesh.devices.size) * mesh.devices.size
-  return scheduler.run_jobs(itertools.chain([first], pieces), settings=dip.DipSettings.from_config(config.dip),
-                            slots=slots, on_done=on_done, seed=seed, hook=next(iter(hooks.values())), mesh=mesh,
+  return scheduler.run_jobs(_with_reference(itertools.chain([first], jobs), config, size),
+                            settings=dip.DipSettings.from_config(config.dip), slots=slots, on_done=on_done,
+                            seed=seed, hook=hook, kept=kept_image.KeptImage.from_config(config.kept), mesh=mesh,
                             refill=bool(config.refill), on_chunk=on_progress)
 
 

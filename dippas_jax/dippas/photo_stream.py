@@ -56,6 +56,27 @@ class PieceResult:
   seconds: float
   params: np.ndarray | None = None
 
+  def to_arrays(self) -> dict[str, np.ndarray]:
+    """Flat {name: array} of every field (for an `.npz`; `from_arrays` reads it back, bit for bit)."""
+    arrays = {f"out_{b}_{l}_{t:g}": v for (b, l, t), v in self.outputs.items()}
+    arrays.update({f"hist_{k}": v for k, v in self.history.items()})
+    arrays.update({f"pool_{b}_{t:g}": np.asarray(v) for (b, t), v in self.pools.items()})
+    arrays.update(ncc_trace=self.ncc_trace, num_steps=np.asarray(self.num_steps), stopped=np.asarray(self.stopped),
+                  gamma=np.asarray(self.gamma), best_psnr=np.asarray(self.best_psnr),
+                  seconds=np.asarray(self.seconds))
+    if self.params is not None:  # a warm-start root: the tiles that start from it need its weights
+      arrays["params"] = self.params
+    return arrays
+
+  @classmethod
+  def from_arrays(cls, d) -> "PieceResult":
+    """The inverse of `to_arrays` (KeyError / ValueError on a mapping that is not one)."""
+    outputs = {(int(b), int(l), float(t)): d[k] for k in d if k.startswith("out_") for b, l, t in [k[4:].split("_")]}
+    pools = {(int(b), float(t)): int(d[k]) for k in d if k.startswith("pool_") for b, t in [k[5:].split("_")]}
+    return cls(outputs=outputs, history={k[5:]: d[k] for k in d if k.startswith("hist_")}, ncc_trace=d["ncc_trace"],
+               num_steps=int(d["num_steps"]), stopped=bool(d["stopped"]), gamma=float(d["gamma"]),
+               best_psnr=float(d["best_psnr"]), pools=pools, seconds=float(d["seconds"]), params=d.get("params"))
+
 
 @dataclasses.dataclass
 class PhotoTask:

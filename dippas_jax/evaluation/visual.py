@@ -5,7 +5,8 @@
   (a 7-grey-level green square in a blue sky is plain to see at a PSNR of 40 dB); sensor noise averages out over a
   window, so this isolates the drift.
 - `spot_shift`: the worst change of any colour channel after a small Gaussian blur (σ 1.5 px), in the flat parts
-  of the photo (the original's local grey-level std, σ 4 px, below 3): spots and rings a few pixels to a few tens
+  of the photo (the original's local grey-level std, σ 4 px, below 3: `dippas.kept_image.local_std`, the flat
+  path's measure): spots and rings a few pixels to a few tens
   wide — what a whole-photo DIP leaves in flat skies once the low-pass correction has removed the blotches' mean,
   and what a 16×16 window averages away (in texture a viewer does not see them). The sensor noise that
   anonymization removes (σ ≈ 2 grey levels per pixel) is smoothed to ~0.2 of its std, so it does not dominate.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dippas_jax.dippas import kept_image
 from dippas_jax.dippas import tiling
 
 
@@ -51,9 +53,7 @@ def spot_shift(anonymized, original, *, sigma: float = 1.5, flat_std: float = 3.
   if a.shape != o.shape or a.ndim != 3:
     raise ValueError(f"expected two [H, W, C] images of one shape, got {a.shape} and {o.shape}")
   spots = np.abs(ndimage.gaussian_filter(a - o, sigma=(sigma, sigma, 0), mode="reflect")).max(axis=-1)
-  grey = o.mean(axis=-1)
-  local_var = ndimage.gaussian_filter(grey * grey, 4.0) - ndimage.gaussian_filter(grey, 4.0) ** 2
-  flat = local_var < flat_std ** 2
+  flat = np.asarray(kept_image.local_std(o, window_sigma=4.0))[..., 0] < flat_std
   values = spots[flat] if flat.any() else np.zeros(1, np.float32)
   return {"worst": float(values.max()), "p999": float(np.percentile(values, 99.9)), "flat": float(flat.mean())}
 

@@ -23,10 +23,12 @@ import json
 import pathlib
 import shutil
 import sys
+import zipfile
 
 import jax
 import numpy as np
 
+from dippas_jax import display as display_lib
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.dippas import anonymize
@@ -44,7 +46,8 @@ class Photo:
 
   image: uint8[H, W, 3] the piece of the photo that is anonymized (the whole photo, or its centre crop; 16-bit
   photos rounded); grey: the photo's channels are identical; k: float32[H, W] the device fingerprint (aware) or
-  None (blind); region: where the image lies in the photo (for the report); source_sha: the file's checksum.
+  None (blind); region: where the image lies in the photo (for the report); source_sha: the file's checksum;
+  display: how the file is shown (orientation, colour profile), applied to the written output.
   """
   record: io.ImageRecord
   name: str
@@ -53,6 +56,7 @@ class Photo:
   k: np.ndarray | None
   region: dict
   source_sha: str
+  display: display_lib.Display = display_lib.Display()
 
 
 def settings_digest(config, *, seed: int, fingerprint_sha: str | None, eval_sha: str | None) -> str:
@@ -87,6 +91,7 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config, so
   ones, share the photo's centre). Raises io.InputError for an unreadable photo or mismatched sizes.
   """
   image = imaging.to_uint8(io.read_image(record.path))
+  display = io.read_display(record.path)
   h, w = image.shape[:2]
   if config.full_resolution:
     if k is not None and k.shape != (h, w):
@@ -97,7 +102,7 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config, so
       raise io.InputError(f"{record.path}: the photo is {h}×{w}, smaller than 16 pixels on a side")
     region = {"mode": "whole_photo", "height": h, "width": w, "tile_size": int(config.tile_size),
               "tile_overlap": int(config.tile_overlap)}
-    return Photo(record, name, image, imaging.is_grey(image), k, region, source_sha)
+    return Photo(record, name, image, imaging.is_grey(image), k, region, source_sha, display)
   crop = tuple(int(c) for c in config.crop)
   piece = io.center_crop(image, *crop, name=str(record.path))
   if k is not None and k.shape != crop:
@@ -107,7 +112,7 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config, so
     k = io.center_crop(k, *crop, name="fingerprint")
   region = {"mode": "centre_crop", "height": crop[0], "width": crop[1], "top": (h - crop[0]) // 2,
             "left": (w - crop[1]) // 2, "photo_height": h, "photo_width": w}
-  return Photo(record, name, piece, imaging.is_grey(piece), k, region, source_sha)
+  return Photo(record, name, piece, imaging.is_grey(piece), k, region, source_sha, display)
 
 
 def _load_fingerprints(fingerprint: str | None, eval_fingerprint: str | None, config):
@@ -151,24 +156,17 @@ class TileCache:
     for path in sorted(self.folder.glob("piece_*.npz")):
       try:
         pieces[int(path.stem.split("_")[1])] = _piece_from_npz(path)
-      except (OSError, ValueError, KeyError):
-        continue  # a damaged file: that piece is recomputed
+      except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        path.unlink(missing_ok=True)  # a damaged file (truncated, empty): that piece is recomputed
+        continue
     return pieces
 
   def save(self, index: int, piece: anonymize.PieceResult) -> None:
     if not (self.folder / "meta.json").is_file():
       io.write_json(self.folder / "meta.json", self.meta)
-    arrays = {f"out_{b}_{l}_{t:g}": v for (b, l, t), v in piece.outputs.items()}
-    arrays.update({f"hist_{k}": v for k, v in piece.history.items()})
-    arrays.update({f"pool_{b}_{t:g}": np.asarray(v) for (b, t), v in piece.pools.items()})
-    arrays.update(ncc_trace=piece.ncc_trace, num_steps=np.asarray(piece.num_steps), stopped=np.asarray(piece.stopped),
-                  gamma=np.asarray(piece.gamma), best_psnr=np.asarray(piece.best_psnr),
-                  seconds=np.asarray(piece.seconds))
-    if piece.params is not None:  # a warm-start root: the tiles that start from it need its weights
-      arrays["params"] = piece.params
     with io.atomic_path(self.folder / f"piece_{index}.npz") as tmp:
       with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **piece.to_arrays())
 
   def clear(self) -> None:
     shutil.rmtree(self.folder, ignore_errors=True)
@@ -176,13 +174,7 @@ class TileCache:
 
 def _piece_from_npz(path: pathlib.Path) -> anonymize.PieceResult:
   with np.load(path, allow_pickle=False) as z:
-    d = {k: z[k] for k in z.files}
-  outputs = {(int(b), int(l), float(t)): d[k] for k in d if k.startswith("out_") for b, l, t in [k[4:].split("_")]}
-  pools = {(int(b), float(t)): int(d[k]) for k in d if k.startswith("pool_") for b, t in [k[5:].split("_")]}
-  return anonymize.PieceResult(outputs=outputs, history={k[5:]: d[k] for k in d if k.startswith("hist_")},
-                               ncc_trace=d["ncc_trace"], num_steps=int(d["num_steps"]), stopped=bool(d["stopped"]),
-                               gamma=float(d["gamma"]), best_psnr=float(d["best_psnr"]), pools=pools,
-                               seconds=float(d["seconds"]), params=d.get("params"))
+    return anonymize.PieceResult.from_arrays({k: z[k] for k in z.files})
 
 
 def _pieces_of(record: io.ImageRecord, config) -> int:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 import dippas_jax
+from dippas_jax import display as display_lib
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax import plotting
@@ -77,7 +78,8 @@ def block_ncc_map(image: np.ndarray, k: np.ndarray, *, sigma: float) -> np.ndarr
   return np.asarray(metrics.block_ncc(residual, gray_k, block_size=size))[0].reshape(hh // size, ww // size)
 
 
-def _write_report_png(out_dir, original, final, k_ref, report, *, sigma: float, grey: bool) -> None:
+def _write_report_png(out_dir, original, final, k_ref, report, *, sigma: float, grey: bool, display) -> None:
+  """report.png: both images and their block NCC maps as the photo is shown (upright)."""
   ref = report["reference"]
   lines = [f"PSNR            {report['psnr']:.2f} dB", f"NCC before      {ref['ncc_before']:+.4f}",
            f"NCC after       {ref['ncc_after']:+.4f}", f"null band       ±{report['ncc_null_band']:.4f}",
@@ -92,9 +94,11 @@ def _write_report_png(out_dir, original, final, k_ref, report, *, sigma: float, 
   if report["evaluation"] is not None:
     ev = report["evaluation"]
     lines.append(f"eval NCC        {ev['ncc_before']:+.4f} -> {ev['ncc_after']:+.4f}")
-  plotting.plot_photo_report(out_dir / "report.png", original[..., 0] if grey else original,
-                             final[..., 0] if grey else final, block_ncc_map(original, k_ref, sigma=sigma),
-                             block_ncc_map(final, k_ref, sigma=sigma),
+  shown = lambda x: display_lib.to_display(x, display)
+  plotting.plot_photo_report(out_dir / "report.png", shown(original[..., 0] if grey else original),
+                             shown(final[..., 0] if grey else final),
+                             shown(block_ncc_map(original, k_ref, sigma=sigma)),
+                             shown(block_ncc_map(final, k_ref, sigma=sigma)),
                              title=f"{report['image']} ({report['mode']}, reference K)", lines=lines)
 
 
@@ -138,9 +142,10 @@ def output_name(config) -> str:
   return "anonymized.jpg" if config.output_format == "jpeg" else "anonymized.png"
 
 
-def _write_images(out_dir: pathlib.Path, images: dict, primary, *, config, grey: bool) -> dict:
-  """Writes every setting's image (the primary one as `output_name`) and returns them as read back from the files
-  (what a user gets, JPEG losses included)."""
+def _write_images(out_dir: pathlib.Path, images: dict, primary, *, config, grey: bool, display) -> dict:
+  """Writes every setting's image (the primary one as `output_name`), turned and with the colour profile of the
+  input (`display`), and returns them as read back from the files (what a user gets, JPEG losses included),
+  turned back to the sensor's orientation."""
   suffix = pathlib.Path(output_name(config)).suffix
   written = {}
   for key, image in images.items():
@@ -148,10 +153,11 @@ def _write_images(out_dir: pathlib.Path, images: dict, primary, *, config, grey:
             else out_dir / "settings" / f"{setting_name(*key)}{suffix}")
     pixels = image[..., 0] if grey else image
     if config.output_format == "jpeg":
-      io.write_jpeg(path, pixels, quality=int(config.jpeg_quality))
+      io.write_jpeg(path, pixels, quality=int(config.jpeg_quality), display=display)
+      written[key] = display_lib.from_display(imaging.to_uint8(io.read_image(path)), display)
     else:
-      io.write_png(path, pixels)
-    written[key] = imaging.to_uint8(io.read_image(path)) if config.output_format == "jpeg" else image
+      io.write_png(path, pixels, display=display)
+      written[key] = image
   return written
 
 
@@ -167,7 +173,7 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
     images = {key: np.repeat(imaging.grey_of(im)[..., None], 3, axis=-1) for key, im in images.items()}
   with warnings.catch_warnings():  # a grey file read back as RGB warns: expected here
     warnings.simplefilter("ignore", UserWarning)
-    images = _write_images(out_dir, images, primary, config=config, grey=photo.grey)
+    images = _write_images(out_dir, images, primary, config=config, grey=photo.grey, display=photo.display)
   _write_history(out_dir, history_rows(result.pieces, int(config.trace_every)), title=f"{photo.name} ({config.mode})",
                  tau_stop=config.dip.tau_stop, taus=sorted({k[2] for k in images}))
   k_ref = photo.k if photo.k is not None else np.asarray(denoise.extract_residual(original[None],
@@ -182,6 +188,7 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
   report = {
       "image": photo.name, "source": str(photo.record.path), "source_sha256": photo.source_sha, "mode": config.mode,
       "recipe": config.recipe, "backend": jax.default_backend(), "region": photo.region, "grey": photo.grey,
+      "display": photo.display.describe(),
       "psnr": float(metrics.psnr(final, original)),
       "reference": _fingerprint_numbers(original, final, k_ref, sigma=config.sigma), "evaluation": evaluation,
       "ncc_null_band": null_band(h, w),
@@ -198,7 +205,8 @@ def write_photo(out_dir: pathlib.Path, photo, result: anonymize.PhotoResult, *, 
   for name in ("reference", "evaluation"):
     if report[name] is not None:
       report[name]["inside_null_band"] = abs(report[name]["ncc_after"]) <= report["ncc_null_band"]
-  _write_report_png(out_dir, original, final, k_ref, report, sigma=config.sigma, grey=photo.grey)
+  _write_report_png(out_dir, original, final, k_ref, report, sigma=config.sigma, grey=photo.grey,
+                    display=photo.display)
   io.write_json(out_dir / "report.json", report)
   return report
 

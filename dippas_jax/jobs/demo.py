@@ -19,6 +19,7 @@ from dippas_jax import io
 from dippas_jax import plotting
 from dippas_jax import synthetic
 from dippas_jax.dippas import anonymize
+from dippas_jax.dippas import kept_image
 from dippas_jax.evaluation import visual
 from dippas_jax.jobs import anonymize_report
 from dippas_jax.jobs import attribute as attribute_job
@@ -78,6 +79,7 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
   pieces = 1 if layout is None else layout.num_tiles
   print(f"anonymizing {name}_photo0 whole ({h}×{w}, {pieces} tiles of {config.tile_size}², PRNU-aware, "
         f"recipe {config.recipe})")
+  flat_share = _print_flat_path(photo, config.kept)
   bar = common.progress(pieces, "DIPPAS", unit="tile")
   done = []
   anonymize.anonymize_photos([anonymize.PhotoTask(name=f"{name}_photo0.png", image=photo, fingerprint=k_est)],
@@ -90,12 +92,14 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
   others = np.stack([im for im, d in zip(data.natural, data.natural_device) if d != 0])
   numbers = {"psnr": float(metrics.psnr(out, photo)), "colour_shift": visual.colour_shift(out, photo)["worst"],
              "seam_score": None if layout is None else visual.seam_score(out, photo, layout),
+             "spot_shift": visual.spot_shift(out, photo)["worst"], "flat_path_share": flat_share,
              "iterations_per_tile": float(np.mean([p.num_steps for p in result.pieces])), "seconds": result.seconds}
   ncc = {}  # per fingerprint: NCC before, after, the 99th percentile of the other cameras' photos' |NCC|
   for label, k in (("estimated", k_est), ("true", k_true)):
     band = float(np.percentile(np.abs(anonymize.ncc_scores(others, k, sigma=config.sigma)), 99))
     ncc[label] = tuple(float(anonymize.ncc_scores(x[None], k, sigma=config.sigma)[0]) for x in (photo, out)) + (band,)
   lines = [f"PSNR            {numbers['psnr']:.2f} dB", f"colour shift    {numbers['colour_shift']:.2f} (worst 16×16)",
+           f"spot shift      {numbers['spot_shift']:.2f} (flat areas)",
            f"tiles           {pieces} × {numbers['iterations_per_tile']:.0f} iterations",
            "NCC before → after (other cameras' |NCC| 99 %)"]
   if numbers["seam_score"] is not None:
@@ -107,7 +111,7 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
                              title=f"{name}_photo0: DIPPAS (PRNU-aware), NCC with the estimated fingerprint",
                              lines=lines)
   print(f"PSNR {numbers['psnr']:.2f} dB, worst 16×16 colour shift {numbers['colour_shift']:.2f} grey levels, "
-        f"{numbers['iterations_per_tile']:.0f} iterations per tile, {numbers['seconds']:.0f} s; wrote "
+        f"spot shift {numbers['spot_shift']:.2f}, {numbers['iterations_per_tile']:.0f} iterations per tile, {numbers['seconds']:.0f} s; wrote "
         f"{workdir / 'anonymized.png'} and {workdir / 'report.png'}")
   for label, (before, after, band) in ncc.items():
     what = ("the fingerprint estimated from the flat-fields (what an analyst has; DIPPAS used it)"
@@ -117,3 +121,19 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
           f"(|NCC| ≤ {band:.4f})")
   return {**numbers, **{f"{label}_fingerprint": {"ncc_before": b, "ncc_after": a, "non_matching_p99": band}
                         for label, (b, a, band) in ncc.items()}}
+
+
+def _print_flat_path(photo: np.ndarray, kept_config) -> float | None:
+  """Prints the flat path's settings and the share of the photo it keeps (the mean of its mask); None when off."""
+  kept = kept_image.KeptImage.from_config(kept_config)
+  if not kept.flat_path:
+    print("flat path: off (the DIP's output everywhere, as the paper)")
+    return None
+  mask = kept_image.flatness_mask(photo.astype(np.float32) / 255.0, flat_std=kept.flat_std,
+                                  textured_std=kept.textured_std, window_sigma=kept.window_sigma)
+  share = float(np.mean(mask))
+  print(f"flat path: where the local grey-level std (σ {kept.window_sigma:g} px) is ≤ {kept_config.flat_std:g} the "
+        f"photo denoised (wavelet, noise σ {kept_config.flat_noise:g}), ≥ {kept_config.textured_std:g} the DIP's "
+        f"output, a smooth blend between: {100 * share:.0f} % of this photo")
+  return share
+

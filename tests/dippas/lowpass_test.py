@@ -1,14 +1,11 @@
-"""Tests for the low-pass replacement (the photo's low frequencies under the DIP's detail) and its use in the DIP."""
-
-import dataclasses
+"""Tests for the low-pass replacement (the photo's low frequencies under the DIP's detail); its use by the DIP:
+kept_image_test."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from dippas_jax.configs import dip as dip_config
-from dippas_jax.dippas import dip
 from dippas_jax.dippas import lowpass
 
 
@@ -45,31 +42,3 @@ def test_replace_lowpass_keeps_the_detail_and_takes_the_low_frequencies():
   np.testing.assert_array_equal(lowpass.replace_lowpass(scene + drift, scene, sigma=0), np.float32(scene + drift))
   with pytest.raises(ValueError, match="positive"):
     lowpass.gaussian_taps(-1.0)
-
-
-def _first_kept_image(settings, photo, k):
-  """q(kept image) of iteration 0, captured by a hook."""
-  hook = dip.CandidateHook(
-      init=lambda image, fingerprint: jnp.zeros(image.shape, jnp.uint8),
-      update=lambda cands, image_u8, psnr, step, active: jnp.where((step == 0)[:, None, None, None], image_u8,
-                                                                   cands))
-  result = dip.optimize(photo, k, settings=settings, seed=0, hook=hook)
-  return np.asarray(result.state.candidates)[0], result
-
-
-def test_the_dip_keeps_the_corrected_image():
-  """With `lowpass_sigma` the kept image (its PSNR, hence candidates and the stop rule) is x̂ + G * (I − x̂), with
-  the same network, the same first output x̂ and (detail_loss 0) the same loss."""
-  settings = dataclasses.replace(dip.DipSettings.from_config(dip_config.get_config("tiny")), chunk_size=1,
-                                 max_steps=1)
-  yy, xx = np.mgrid[0:32, 0:32]
-  photo = (120 + 40 * np.sin(yy / 6.0)[..., None] * np.cos(xx / 9.0)[..., None] * np.array([1.0, 0.7, 0.4]))
-  photo = photo.astype(np.uint8)[None]
-  k = np.zeros((1, 32, 32), np.float32)
-  plain, plain_run = _first_kept_image(settings, photo, k)
-  kept, run = _first_kept_image(dataclasses.replace(settings, lowpass_sigma=2.0), photo, k)
-  # q() floors x̂ to whole grey levels before we can blur it: the corrected image is known to within 1 level.
-  want = np.asarray(lowpass.replace_lowpass(plain.astype(np.float32) + 0.5, photo[0], sigma=2.0))
-  np.testing.assert_allclose(kept.astype(np.float32), np.clip(np.floor(want), 0, 255), atol=1.0)
-  assert run.history["psnr"][0, 0] > plain_run.history["psnr"][0, 0]
-  np.testing.assert_allclose(run.history["loss"][0, 0], plain_run.history["loss"][0, 0])

@@ -63,7 +63,7 @@ def _piece(params=None):
 def _config():
   return anonymize_config.get_config(
       "tiny,mode=blind,full_resolution=true,tile_size=32,tile_overlap=8,batch_size=4,dip.max_steps=30,tau=14,"
-      "block_size=16,trace_every=0,dip.lowpass.sigma=2,dip.optimizer.learning_rate=0.01,warm_start_roots=2")
+      "block_size=16,trace_every=0,kept.lowpass_sigma=2,dip.optimizer.learning_rate=0.01,warm_start_roots=2")
 
 
 def _smooth_photo(h, w, seed):

@@ -133,14 +133,15 @@ def _run_chunks(runner, state, inputs, *, n: int, max_chunks: int, on_chunk) -> 
 
 
 def optimize(images: Any, fingerprints: Any, *, settings: DipSettings | None = None, seed: int = 0,
-             image_ids: Sequence[int] | None = None, hook: Any = None,
+             image_ids: Sequence[int] | None = None, hook: Any = None, kept: Any = None,
              on_chunk: Callable[[ChunkInfo], None] | None = None, mesh: Mesh | None = None,
              max_chunks: int | None = None, params0: Any = None) -> DipResult:
   """Run DIP on N images until every one is done (PSNR > τ_stop or `max_steps` forwards).
 
   images uint8|float[N, H, W, 3] (see `validate_inputs`), fingerprints float[N, H, W] or [H, W] (the K injected,
   image orientation); settings default the paper's (`DipSettings.from_config` reads configs/dip.py); image_ids
-  default 0..N-1 (with the seed they key each image); hook: see `runner.CandidateHook`; on_chunk: called with a
+  default 0..N-1 (with the seed they key each image); hook: see `runner.CandidateHook`; kept: the kept-image transform (`runner.PlainKept`, the
+  default; DIPPAS: `dippas.kept_image.KeptImage`); on_chunk: called with a
   `ChunkInfo` after every chunk; mesh: default all devices; max_chunks: stop early (benchmarks); params0: initial
   flat params float[P] (one for all images) or float[N, P] (warm starts) instead of the random initialisation;
   default: the weights file `settings.init_weights` names (a learned initialisation), if any.
@@ -153,7 +154,7 @@ def optimize(images: Any, fingerprints: Any, *, settings: DipSettings | None = N
   ids = np.arange(n, dtype=np.int32) if image_ids is None else np.asarray(image_ids, np.int32)
   if ids.shape != (n,):
     raise ValueError(f"image_ids must have one id per image ({n}), got shape {ids.shape}.")
-  runner = runner_lib.build_runner(settings, hook=hook, mesh=mesh)
+  runner = runner_lib.build_runner(settings, hook=hook, kept=kept, mesh=mesh)
   if params0 is None and settings.init_weights:
     params0 = parameters.load_params(settings.init_weights, settings)
   if params0 is not None:

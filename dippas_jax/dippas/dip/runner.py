@@ -48,7 +48,6 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dippas_jax.dippas import injection as injection_lib
-from dippas_jax.dippas import lowpass
 from dippas_jax.dippas import optim
 from dippas_jax.dippas.dip import parameters
 from dippas_jax.dippas.dip import perturbation
@@ -86,8 +85,9 @@ class DipState:
 class DipInputs:
   """Constant per-image data: target float32[H, W, 3] in [0, 1], target_u8 uint8[H, W, 3] = q(target),
   fingerprint float32[H, W] (K as given, image orientation), injected float32[H, W] (the pattern multiplied into
-  the output: K, Kᵀ or 0 by injection mode), z float32[D, H, W] (planar), image_id int32[], and the stop rule
-  tau_stop float32[] (dB) and max_steps int32[]."""
+  the output: K, Kᵀ or 0 by injection mode), z float32[D, H, W] (planar), image_id int32[], the stop rule
+  tau_stop float32[] (dB) and max_steps int32[], and kept: what the kept-image transform prepared for this image
+  (`KeptTransform.prepare`; () for the paper's x̂)."""
   target: jax.Array
   target_u8: jax.Array
   fingerprint: jax.Array
@@ -96,6 +96,7 @@ class DipInputs:
   image_id: jax.Array
   tau_stop: jax.Array
   max_steps: jax.Array
+  kept: Any = ()
 
 
 @flax.struct.dataclass
@@ -145,6 +146,33 @@ class NoHook:
 NO_HOOK = NoHook()
 
 
+@dataclasses.dataclass(frozen=True)
+class PlainKept:
+  """The kept-image transform of the paper: the kept image is x̂ and the loss MSE(y, I).
+
+  A kept-image transform is any hashable object with these three methods (part of the compiled runner's cache key,
+  like the hook; DIPPAS's is `dippas.kept_image.KeptImage`): prepare(target float32[H, W, 3]) -> a pytree computed
+  once per image (its `DipInputs.kept`); apply(x̂, target, prepared) -> the kept image float32[H, W, 3] (what the
+  PSNR, the hook and the stop rule see); loss(mse, y, target, prepared) -> the loss, given MSE(y, I) of the
+  injected output y.
+  """
+
+  def prepare(self, target):
+    del target
+    return ()
+
+  def apply(self, x, target, prepared):
+    del target, prepared
+    return x
+
+  def loss(self, mse, y, target, prepared):
+    del y, target, prepared
+    return mse
+
+
+PLAIN_KEPT = PlainKept()
+
+
 def quantize_u8(x: jax.Array) -> jax.Array:
   """q(x) = floor(clip(255·x, 0, 255)) as uint8 (truncation, like `astype(uint8)` in the reference)."""
   return jnp.floor(jnp.clip(255.0 * x, 0.0, 255.0)).astype(jnp.uint8)
@@ -154,8 +182,9 @@ def _where(cond, new, old):
   return jax.tree.map(functools.partial(jnp.where, cond), new, old)
 
 
-def _make_step(settings: DipSettings):
-  """The per-image step (state, inputs) -> (state, record, q(x̂), PSNR), without the hook (module docstring)."""
+def _make_step(settings: DipSettings, kept=PLAIN_KEPT):
+  """The per-image step (state, inputs) -> (state, record, q(kept image), PSNR), without the hook (module
+  docstring; the kept image is `kept.apply(x̂, ...)`)."""
   settings = resolve(settings)
   model = parameters.make_model(dataclasses.replace(settings, injection="paper"))  # mode: inputs.injected
   precision = precision_of(settings)
@@ -172,13 +201,8 @@ def _make_step(settings: DipSettings):
       variables = {"params": pspec.unravel(flat_params), "batch_stats": sspec.unravel(state.batch_stats)}
       (x_hat, y), mutated = model.apply(variables, net_in, inputs.injected, mutable=["batch_stats"])
       x_hat, y = x_hat[0], y[0]
-      loss = jnp.mean(jnp.square(y - inputs.target))
-      if settings.lowpass_sigma > 0:  # the photo's low frequencies under the DIP's detail (dippas/lowpass.py)
-        x_hat = lowpass.replace_lowpass(x_hat, inputs.target, sigma=settings.lowpass_sigma)
-        if settings.lowpass_detail_loss > 0:
-          y_c = lowpass.replace_lowpass(y, inputs.target, sigma=settings.lowpass_sigma)
-          a = settings.lowpass_detail_loss
-          loss = (1 - a) * loss + a * jnp.mean(jnp.square(y_c - inputs.target))
+      loss = kept.loss(jnp.mean(jnp.square(y - inputs.target)), y, inputs.target, inputs.kept)
+      x_hat = kept.apply(x_hat, inputs.target, inputs.kept)
       return loss, (x_hat, sspec.ravel(mutated["batch_stats"]))
 
     (loss, (x_hat, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -218,9 +242,9 @@ def _masked(active, new: DipState, old: DipState, record: DipHistory) -> tuple[D
   return kept, rec
 
 
-def _make_chunk(settings: DipSettings, hook):
+def _make_chunk(settings: DipSettings, hook, kept=PLAIN_KEPT):
   """chunk(states, inputs) -> (states, history[N, K]) over the images of one device, without sharding."""
-  step = _make_step(settings)
+  step = _make_step(settings, kept)
   length = settings.chunk_size
   finished = getattr(hook, "finished", None)
 
@@ -319,24 +343,25 @@ class DipRunner:
     return state.params[..., self.param_spec.index(("injection", "gamma"))]
 
 
-def build_runner(settings: DipSettings, *, hook=None, mesh: Mesh | None = None,
+def build_runner(settings: DipSettings, *, hook=None, kept=None, mesh: Mesh | None = None,
                  wrap_chunk_fn: Callable | None = None) -> DipRunner:
-  """Build (and cache per compile key, hook and mesh) the jitted init and chunk runner. `wrap_chunk_fn` wraps the
-  per-device chunk function before shard_map and jit (tests pass `chex.assert_max_traces(n=1)`); runners built
-  with it are not cached."""
+  """Build (and cache per compile key, hook, kept-image transform and mesh) the jitted init and chunk runner.
+  `kept`: see `PlainKept` (default: the paper's x̂). `wrap_chunk_fn` wraps the per-device chunk function before
+  shard_map and jit (tests pass `chex.assert_max_traces(n=1)`); runners built with it are not cached."""
   settings.check()
   hook = NO_HOOK if hook is None else hook
+  kept = PLAIN_KEPT if kept is None else kept
   mesh = mesh or make_mesh()
   if wrap_chunk_fn is not None:
-    runner = _build_runner(settings.compile_key(), hook, mesh, wrap_chunk_fn)
+    runner = _build_runner(settings.compile_key(), hook, kept, mesh, wrap_chunk_fn)
   else:
-    runner = _build_runner_cached(settings.compile_key(), hook, mesh)
+    runner = _build_runner_cached(settings.compile_key(), hook, kept, mesh)
   return dataclasses.replace(runner, settings=settings)
 
 
 @functools.lru_cache(maxsize=16)
-def _build_runner_cached(settings, hook, mesh):
-  return _build_runner(settings, hook, mesh, None)
+def _build_runner_cached(settings, hook, kept, mesh):
+  return _build_runner(settings, hook, kept, mesh, None)
 
 
 def compiler_options(settings: DipSettings) -> dict | None:
@@ -344,7 +369,7 @@ def compiler_options(settings: DipSettings) -> dict | None:
   return {"xla_backend_optimization_level": 0} if settings.fast_compile else None
 
 
-def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
+def _make_init(settings: DipSettings, hook, kept, sharding: NamedSharding):
   """The jitted init (module docstring), one compile per injection mode and per params0 given or not."""
   tx = optim.make_optimizer(settings.optimizer,
                             gamma_index=parameters.flat_specs(settings)[0].index(("injection", "gamma")))
@@ -366,7 +391,7 @@ def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
     inputs = DipInputs(target=image, target_u8=image_u8, fingerprint=fingerprint,
                        injected=injection_lib.oriented_fingerprint(fingerprint, injection), z=z,
                        image_id=jnp.asarray(image_id, jnp.int32), tau_stop=jnp.asarray(tau_stop, jnp.float32),
-                       max_steps=jnp.asarray(max_steps, jnp.int32))
+                       max_steps=jnp.asarray(max_steps, jnp.int32), kept=kept.prepare(image))
     return state, inputs
 
   def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, vectors, *,
@@ -389,12 +414,12 @@ def _make_init(settings: DipSettings, hook, sharding: NamedSharding):
   return init_jit
 
 
-def _build_runner(settings: DipSettings, hook, mesh: Mesh, wrap_chunk_fn) -> DipRunner:
+def _build_runner(settings: DipSettings, hook, kept, mesh: Mesh, wrap_chunk_fn) -> DipRunner:
   settings = resolve(settings, mesh.devices.flat[0].platform)
   sharding = NamedSharding(mesh, P(IMAGE_AXIS))
   spec = P(IMAGE_AXIS)
   pspec, sspec = parameters.flat_specs(settings)
-  local_chunk = _make_chunk(settings, hook)  # the images of one device
+  local_chunk = _make_chunk(settings, hook, kept)  # the images of one device
   if wrap_chunk_fn is not None:
     local_chunk = wrap_chunk_fn(local_chunk)
   chunk_fn = jax.shard_map(local_chunk, mesh=mesh, in_specs=(spec, spec), out_specs=(spec, spec), check_vma=False)
@@ -402,5 +427,5 @@ def _build_runner(settings: DipSettings, hook, mesh: Mesh, wrap_chunk_fn) -> Dip
   # call would compile again for the new input shardings.
   run_chunk = jax.jit(chunk_fn, donate_argnums=0, in_shardings=sharding, out_shardings=sharding,
                       compiler_options=compiler_options(settings))
-  return DipRunner(settings=settings, mesh=mesh, init_fn=_make_init(settings, hook, sharding), run_chunk=run_chunk,
+  return DipRunner(settings=settings, mesh=mesh, init_fn=_make_init(settings, hook, kept, sharding), run_chunk=run_chunk,
                    chunk_fn=chunk_fn, param_spec=pspec, stats_spec=sspec)

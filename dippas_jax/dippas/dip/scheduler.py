@@ -128,7 +128,8 @@ def _take(tree, i: int):
 
 
 def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
-             on_done: Callable[[JobResult], None], seed: int = 0, hook: Any = None, mesh=None, refill: bool = True,
+             on_done: Callable[[JobResult], None], seed: int = 0, hook: Any = None, kept: Any = None, mesh=None,
+             refill: bool = True,
              on_chunk: Callable[[QueueStats, int], None] | None = None) -> QueueStats:
   """Runs every job of the stream through S = `slots` slots (module docstring); returns the occupancy figures.
 
@@ -139,13 +140,13 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
     settings: the DIP settings (τ_stop, max_steps, chunk_size: the refill granularity).
     slots: S, the batch kept on the device (a multiple of the mesh size).
     on_done: called with each finished job's `JobResult`, in the order jobs finish.
-    seed, hook, mesh: as `driver.optimize`.
+    seed, hook, kept, mesh: as `driver.optimize`.
     refill: a free slot takes the next job at once; False: the next S jobs start only when every slot is free
       (batches that wait for their slowest job, as `driver.optimize`: for comparisons).
     on_chunk: progress callback (stats, number of busy slots) after every chunk.
   """
   settings.check()
-  runner = runner_lib.build_runner(settings, hook=hook, mesh=mesh)
+  runner = runner_lib.build_runner(settings, hook=hook, kept=kept, mesh=mesh)
   if slots < 1 or slots % runner.mesh.devices.size:
     raise ValueError(f"slots must be a positive multiple of the {runner.mesh.devices.size} devices, got {slots}")
   stream: Iterator[Job | None] = iter(jobs)

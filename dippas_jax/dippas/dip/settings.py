@@ -115,8 +115,6 @@ class DipSettings:
   projected_min_size: int = _field(PROJECTED_MIN_SIZE, "noise.projected_min_size")
   prng_impl: str = _field("threefry2x32", "noise.prng_impl")
   optimizer: OptimizerSettings = _field(OptimizerSettings(), "optimizer")
-  lowpass_sigma: float = _field(0.0, "lowpass.sigma")
-  lowpass_detail_loss: float = _field(0.0, "lowpass.detail_loss")
   tau_stop: float = _field(39.0, "tau_stop")
   max_steps: int = _field(10001, "max_steps")
   chunk_size: int = _field(50, "runner.chunk_size")

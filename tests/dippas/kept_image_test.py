@@ -1,0 +1,131 @@
+"""Tests for the kept-image transform (low-pass correction, flat path) and its use by the DIP runner."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dippas_jax import synthetic
+from dippas_jax.configs import anonymize as anonymize_config
+from dippas_jax.configs import dip as dip_config
+from dippas_jax.dippas import anonymize
+from dippas_jax.dippas import dip
+from dippas_jax.dippas import kept_image
+from dippas_jax.dippas import lowpass
+from dippas_jax.evaluation import visual
+from dippas_jax.prnu import denoise
+
+pytestmark = pytest.mark.xdist_group("dippas_anonymize")  # shares the tiny runner's compilations
+
+
+def _half_flat(seed=0, h=48, w=64):
+  """Left half: grey 120 with noise of std 1 (flat); right half: std 12 (texture)."""
+  rng = np.random.default_rng(seed)
+  std = np.where(np.arange(w) < w // 2, 1.0, 12.0)[None, :, None]
+  return np.clip(120 + std * rng.standard_normal((h, w, 3)), 0, 255).astype(np.float32)
+
+
+def test_local_std_equals_scipy():
+  """The flatness measure = sqrt(G * g² − (G * g)²) of the channel mean g, scipy's gaussian_filter (reflect,
+  truncate 3) as reference; float32 sums of squares up to 255² agree to ~1e-2 grey levels of std."""
+  image = _half_flat()
+  g = image.astype(np.float64).mean(-1)
+  f = lambda v: ndimage.gaussian_filter(v, 4.0, mode="reflect", truncate=3.0)
+  want = np.sqrt(np.maximum(f(g * g) - f(g) ** 2, 0))
+  np.testing.assert_allclose(np.asarray(kept_image.local_std(image))[..., 0], want, atol=2e-2)
+
+
+def test_mask_is_one_where_flat_zero_where_textured_and_has_no_step():
+  image = _half_flat()
+  m = np.asarray(kept_image.flatness_mask(image, flat_std=3.0, textured_std=5.0))[..., 0]
+  assert m.min() >= 0 and m.max() <= 1
+  np.testing.assert_array_equal(m[:, :16], 1.0)  # 16 px (4 window σ) from the edge: the flat path alone
+  np.testing.assert_array_equal(m[:, -16:], 0.0)  # ... the DIP alone
+  # No step: the std is a Gaussian-windowed (σ 4) statistic, so the mask goes from 1 to 0 over several pixels;
+  # a hard threshold would jump by 1 between two neighbours.
+  assert np.abs(np.diff(m, axis=1)).max() < 0.5
+  ramp = (m > 0.01) & (m < 0.99)
+  assert ramp.sum(axis=1).min() >= 2
+  with pytest.raises(ValueError, match="flat_std < textured_std"):
+    kept_image.flatness_mask(image, flat_std=5.0, textured_std=5.0)
+
+
+def test_apply_blends_and_off_is_the_identity():
+  image = _half_flat() / 255.0
+  x = np.random.default_rng(1).uniform(0, 1, image.shape).astype(np.float32)
+  on = kept_image.KeptImage(flat_std=3 / 255, textured_std=5 / 255, flat_noise=3 / 255)
+  prepared = on.prepare(image)
+  got = np.asarray(on.apply(x, image, prepared))
+  # flat: the photo through the PRNU core's wavelet denoiser (0..255 scale, σ 3 grey levels)
+  denoised = np.asarray(denoise.denoise(image[None] * 255, sigma=3.0))[0] / 255
+  np.testing.assert_allclose(got[:, :16], denoised[:, :16], atol=1e-6)
+  np.testing.assert_array_equal(got[:, -16:], x[:, -16:])  # textured: the DIP's output, bit for bit
+  off = kept_image.KeptImage()
+  assert off.prepare(image) == ()
+  np.testing.assert_array_equal(np.asarray(off.apply(x, image, ())), x)
+  assert off.loss(jnp.float32(0.25), x, image, ()) == np.float32(0.25)
+  config = anonymize_config.get_config("photo,kept.flat_path=false")
+  assert not kept_image.KeptImage.from_config(config.kept).flat_path
+  assert kept_image.KeptImage.from_config(anonymize_config.get_config("photo").kept).flat_path
+
+
+def _first_kept_image(settings, photo, k, kept=None):
+  """q(kept image) of iteration 0, captured by a hook."""
+  hook = dip.CandidateHook(
+      init=lambda image, fingerprint: jnp.zeros(image.shape, jnp.uint8),
+      update=lambda cands, image_u8, psnr, step, active: jnp.where((step == 0)[:, None, None, None], image_u8,
+                                                                   cands))
+  result = dip.optimize(photo, k, settings=settings, seed=0, hook=hook, kept=kept)
+  return np.asarray(result.state.candidates)[0], result
+
+
+def test_the_dip_keeps_the_corrected_image():
+  """With a low-pass correction the kept image (its PSNR, hence candidates and the stop rule) is x̂ + G * (I − x̂),
+  with the same network, the same first output x̂ and (detail_loss 0) the same loss; with the flat path the flat
+  half of the photo is its denoised self whatever the DIP output."""
+  settings = dataclasses.replace(dip.DipSettings.from_config(dip_config.get_config("tiny")), chunk_size=1,
+                                 max_steps=1)
+  yy, xx = np.mgrid[0:32, 0:32]
+  photo = (120 + 40 * np.sin(yy / 6.0)[..., None] * np.cos(xx / 9.0)[..., None] * np.array([1.0, 0.7, 0.4]))
+  photo = photo.astype(np.uint8)[None]
+  k = np.zeros((1, 32, 32), np.float32)
+  plain, plain_run = _first_kept_image(settings, photo, k)
+  kept, run = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0))
+  # q() floors x̂ to whole grey levels before we can blur it: the corrected image is known to within 1 level.
+  want = np.asarray(lowpass.replace_lowpass(plain.astype(np.float32) + 0.5, photo[0], sigma=2.0))
+  np.testing.assert_allclose(kept.astype(np.float32), np.clip(np.floor(want), 0, 255), atol=1.0)
+  assert run.history["psnr"][0, 0] > plain_run.history["psnr"][0, 0]
+  np.testing.assert_allclose(run.history["loss"][0, 0], plain_run.history["loss"][0, 0])
+  half = np.concatenate([np.full((1, 32, 16, 3), 120, np.uint8), photo[:, :, 16:]], axis=2)
+  flat = kept_image.KeptImage(lowpass_sigma=2.0, flat_std=3 / 255, textured_std=5 / 255)
+  kept, _ = _first_kept_image(settings, half, k, flat)
+  # The flat quarter: the denoised 120/255 whatever x̂, floored after ×255 (float32 rounding may land just under 120).
+  assert np.isin(kept[:, :4], (119, 120)).all()
+
+
+def test_a_flat_photo_loses_its_fingerprint_without_spots():
+  """A flat synthetic photo (a vignetted grey field, noise std ~2, K of std 0.02: a strong fingerprint) anonymized
+  whole with the flat path: its NCC with K falls from far outside into the band of 12 other cameras' flat photos,
+  and its spot shift stays at the denoiser's own level (the noise it removes, σ 1.5-smoothed: ≤ 1.5 grey levels
+  here), where a DIP left on its own leaves spots of several levels (BUILD_NOTES "Clean flat areas")."""
+  rng = np.random.default_rng(5)
+  k = synthetic.device_prnu(3, 0, height=64, width=64)
+  capture = lambda r, kk: synthetic.capture(r, synthetic.flat_scene(r, height=64, width=64, brightness=150.0), kk,
+                                            shot_gain=0.02)
+  photo = capture(rng, k)
+  others = [capture(np.random.default_rng(100 + i), synthetic.device_prnu(3, 1 + i % 3, height=64, width=64))
+            for i in range(12)]
+  band = np.percentile(np.abs(anonymize.ncc_scores(np.stack(others), k, sigma=3.0)), 99)
+  config = anonymize_config.get_config(
+      "tiny,full_resolution=true,tile_size=32,tile_overlap=8,batch_size=4,dip.max_steps=60,tau=14,block_size=16,"
+      "trace_every=0,kept.lowpass_sigma=2,kept.flat_path=true,dip.optimizer.learning_rate=0.01")
+  done = {}
+  anonymize.anonymize_photos([anonymize.PhotoTask(name="flat.png", image=photo, fingerprint=k)], config=config,
+                             on_photo=lambda r: done.__setitem__(r.task.name, r))
+  out = done["flat.png"].outputs[(16, 10, 14.0)]
+  before, after = anonymize.ncc_scores(np.stack([photo, out]), k, sigma=3.0)
+  assert before > 5 * band
+  assert abs(after) < band
+  assert visual.spot_shift(out, photo)["worst"] <= 1.5
