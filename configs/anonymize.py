@@ -74,9 +74,9 @@ def _kept() -> config_dict.ConfigDict:
   kept.flat_path = False
   # Local grey-level std (grey levels, Gaussian window of window_sigma px) at or below which the flat path takes
   # over fully.
-  kept.flat_std = 2.0
+  kept.flat_std = 3.0
   # Local std at or above which the DIP's output is kept; a smoothstep of the std in between (no mask edge).
-  kept.textured_std = 4.0
+  kept.textured_std = 5.0
   # Noise std (grey levels) of the flat path's wavelet denoiser (larger: less fingerprint left, more faint texture
   # lost; scripts/screen_flat_path.py).
   kept.flat_noise = 3.0
