@@ -13,9 +13,14 @@ r"""The shared Dresden photos anonymized whole, with the default command, and sc
    photos (positives) against the other devices' unaltered photos (negatives), beside the unaltered AUC; PSNR,
    worst 16×16 colour shift, seam score and seconds per megapixel from each photo's report.json.
 
+4. The competitors (`--competitors`) on the same photos' centre 1056² (`<workdir>/competitors/<method>/`,
+   resumable), with the same columns (no seams: they work on the whole photo).
+
 Prints one markdown table (also `<workdir>/whole.md`, `whole.json`), and writes `<workdir>/crops_<photo>.png` for
 every anonymized photo: at 100 % (no scaling), 256² crops around the worst 16×16 colour shift and around a
-junction of four tiles, as original | anonymized | |difference| × 10.
+junction of four tiles, as original | anonymized | |difference| × 10; and `<workdir>/flat_<photo>.png`: the
+photo's flattest 256² (lowest mean local std, clipped highlights left out) as original | DIPPAS | signed
+difference × 10 around grey 128, then a row per competitor.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 
 import numpy as np
 from absl import app
@@ -32,6 +38,8 @@ from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.dippas import anonymize
+from dippas_jax.dippas import kept_image
+from dippas_jax.evaluation import baselines
 from dippas_jax.evaluation import protocol
 from dippas_jax.evaluation import visual
 from dippas_jax.jobs import anonymize as anonymize_job
@@ -45,6 +53,12 @@ _PHOTOS = flags.DEFINE_integer("photos", 0, "Anonymize this many photos, one per
 _CONFIG = flags.DEFINE_string("config", "", "Argument of configs/anonymize.py:get_config ('' = this backend's "
                               "default, as a plain dippas-anonymize).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (reruns resume).", required=True)
+_ANONYMIZE = flags.DEFINE_bool("anonymize", True, "Run DIPPAS on the photos (False: only the competitors and the "
+                                "scores of what is already there, e.g. beside a running DIPPAS job).")
+_COMPETITORS = flags.DEFINE_list("competitors", ["inpainting", "patch_desync"],
+                                 "Published anonymizers run on the same photos' centre 1056² and scored alike "
+                                 "(evaluation.baselines names; inpainting restores edges with BM3D when the "
+                                 "'bm3d' extra is installed, else with the wavelet stand-in, as recorded).")
 SIDE = 1056  # every shared photo is at least 1056×1056
 
 
@@ -78,6 +92,8 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
   s_orig = protocol.score_matrix(originals, ks)["ncc"]
   band = protocol.non_matching_band(s_orig, [r.device for r in naturals], devices)
   done = [(i, r) for i, r in enumerate(naturals) if r in chosen and (anon_dir / names[i] / "report.json").is_file()]
+  if not done:
+    return {"rows": [], "auc": float("nan"), "auc_unaltered": float("nan"), "band": band}
   anon = np.stack([_centre(io.read_image(anon_dir / names[i] / "anonymized.png")) for i, _ in done])
   s_anon = protocol.score_matrix(anon, ks)["ncc"]
   rows, pos, neg, pos_orig = [], [], [], []
@@ -97,7 +113,8 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
     if any(r.device == d for _, r in done):
       neg += [float(s_orig[m, i]) for i, r in enumerate(naturals) if r.device != d]
   negs = np.asarray(neg)
-  return {"rows": rows, "auc": _auc(np.asarray(pos), negs), "auc_unaltered": _auc(np.asarray(pos_orig), negs)}
+  return {"rows": rows, "auc": _auc(np.asarray(pos), negs), "auc_unaltered": _auc(np.asarray(pos_orig), negs),
+          "band": band}
 
 
 def _crops(original: np.ndarray, anonymized: np.ndarray, layout, side: int = 256) -> np.ndarray:
@@ -117,6 +134,54 @@ def _crops(original: np.ndarray, anonymized: np.ndarray, layout, side: int = 256
   return np.concatenate(rows, axis=0)
 
 
+def _competitors(naturals, chosen, workdir: pathlib.Path, fps: dict, band: dict) -> list[dict]:
+  """Runs (or reloads) every competitor on the chosen photos' centres; rows with the DIPPAS table's columns."""
+  rows = []
+  for method in _COMPETITORS.value:
+    fn = baselines.get_baseline(method)
+    for r in chosen:
+      path = workdir / "competitors" / method / f"{r.path.stem}.png"
+      original = _centre(imaging.to_uint8(io.read_image(r.path)))
+      k = _centre(io.load_fingerprint(fps[r.device])[0])
+      seconds = None
+      if not path.is_file():
+        t0 = time.perf_counter()
+        out = fn(original[None]).image
+        io.write_png(path, imaging.to_uint8(np.asarray(out))[0])
+        seconds = time.perf_counter() - t0
+        print(f"{method} {r.path.name}: {seconds:.0f} s", flush=True)
+      image = imaging.to_uint8(io.read_image(path))
+      pair = np.stack([original, image])
+      before, after = (float(v) for v in anonymize.ncc_scores(pair, k, sigma=3.0))
+      rows.append({"method": method, "photo": r.path.name, "device": r.device,
+                   "psnr": float(anonymize.psnr(image[None], original[None])[0]), "ncc_before": before,
+                   "ncc_after": after, "band": band[r.device], "in_band": abs(after) <= band[r.device],
+                   "colour_shift": visual.colour_shift(image, original)["worst"],
+                   "spot_shift": visual.spot_shift(image, original)["worst"], "seconds": seconds})
+  return rows
+
+
+def _flattest(original: np.ndarray, side: int = 256) -> tuple[int, int]:
+  """(top, left) of the side² window with the lowest mean local std, among windows without clipped pixels."""
+  std = np.asarray(kept_image.local_std(original.astype(np.float32)))[..., 0]
+  clipped = (original >= 250).any(axis=-1).astype(np.float64)
+  means = visual.window_means(np.stack([std, clipped], -1), side)
+  score = np.where(means[..., 1] > 0.001, np.inf, means[..., 0])[::16, ::16]
+  y, x = np.unravel_index(np.argmin(score), score.shape)
+  return int(y) * 16, int(x) * 16
+
+
+def _flat_figure(original: np.ndarray, outputs: list[np.ndarray], side: int = 256) -> np.ndarray:
+  """uint8: one row per output (DIPPAS first), original | output | 128 + 10·(output − original), at 100 %."""
+  y, x = _flattest(original, side)
+  window = (slice(y, y + side), slice(x, x + side))
+  rows = []
+  for out in outputs:
+    diff = np.clip(128 + 10 * (out[window].astype(np.float64) - original[window]), 0, 255).astype(np.uint8)
+    rows.append(np.concatenate([original[window], out[window], diff], axis=1))
+  return np.concatenate(rows, axis=0)
+
+
 def _markdown(result: dict) -> str:
   lines = ["| photo | PSNR (dB) | NCC before → after | band | in band | colour shift | spot shift | seam | "
            "tiles × iterations | s | s/MP |", "|---|---:|---|---:|:---:|---:|---:|---:|---|---:|---:|"]
@@ -125,14 +190,26 @@ def _markdown(result: dict) -> str:
                  f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
                  f"{r['spot_shift']:.2f} | {r['seam']:.3f} | "
                  f"{r['tiles']} × {r['iterations_per_tile']:.0f} | {r['seconds']:.0f} | {r['s_per_mp']:.0f} |")
+  for r in result.get("competitors", []):
+    lines.append(f"| {r['photo']} ({r['method']}) | {r['psnr']:.2f} | {r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | "
+                 f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
+                 f"{r['spot_shift']:.2f} | – | – | – | – |")
   rows = result["rows"]
-  psnr = [r["psnr"] for r in rows]
-  lines.append(f"\n{len(rows)} photos: PSNR mean {np.mean(psnr):.2f} / min {np.min(psnr):.2f} dB, "
-               f"{sum(r['in_band'] for r in rows)}/{len(rows)} inside their band, worst colour shift "
-               f"{max(r['colour_shift'] for r in rows):.2f}, worst spot shift "
-               f"{max(r['spot_shift'] for r in rows):.2f}, worst seam {max(r['seam'] for r in rows):.3f}, "
-               f"{np.mean([r['s_per_mp'] for r in rows]):.0f} s/MP; pooled AUC {result['auc']:.3f} "
-               f"(the same photos unaltered: {result['auc_unaltered']:.3f}).")
+  psnr = [r["psnr"] for r in rows] or [float("nan")]
+  if rows:
+    lines.append(f"\n{len(rows)} photos: PSNR mean {np.mean(psnr):.2f} / min {np.min(psnr):.2f} dB, "
+                 f"{sum(r['in_band'] for r in rows)}/{len(rows)} inside their band, worst colour shift "
+                 f"{max(r['colour_shift'] for r in rows):.2f}, worst spot shift "
+                 f"{max(r['spot_shift'] for r in rows):.2f}, worst seam {max(r['seam'] for r in rows):.3f}, "
+                 f"{np.mean([r['s_per_mp'] for r in rows]):.0f} s/MP; pooled AUC {result['auc']:.3f} "
+                 f"(the same photos unaltered: {result['auc_unaltered']:.3f}); spot shift mean "
+                 f"{np.mean([r['spot_shift'] for r in rows]):.2f}.")
+  for method in sorted({r["method"] for r in result.get("competitors", [])}):
+    sel = [r for r in result["competitors"] if r["method"] == method]
+    lines.append(f"{method}: PSNR mean {np.mean([r['psnr'] for r in sel]):.2f} dB, "
+                 f"{sum(r['in_band'] for r in sel)}/{len(sel)} inside their band, worst colour shift "
+                 f"{max(r['colour_shift'] for r in sel):.2f}, spot shift mean "
+                 f"{np.mean([r['spot_shift'] for r in sel]):.2f} / worst {max(r['spot_shift'] for r in sel):.2f}.")
   return "\n".join(lines)
 
 
@@ -145,17 +222,22 @@ def main(argv):
   naturals = io.list_images(manifest, kind="natural")
   chosen = protocol.interleave_devices(naturals)[:_PHOTOS.value or None]
   config = anonymize_config.get_config(_CONFIG.value)
-  for device in sorted({r.device for r in chosen}):
+  for device in sorted({r.device for r in chosen}) if _ANONYMIZE.value else ():
     inputs = ",".join(str(r.path) for r in chosen if r.device == device)
     anonymize_job.anonymize_job(inputs=inputs, workdir=str(workdir / "anonymized"), config=config,
                                 fingerprint=str(fps[device]))
   result = _score(naturals, chosen, workdir / "anonymized", fps)
+  result["competitors"] = _competitors(naturals, chosen, workdir, fps, result["band"])
+  result["edge_denoiser"] = baselines.inpaint.edge_denoiser("auto")
   layout = anonymize.photo_layout(config, SIDE, SIDE)
   for r in chosen:
     folder = workdir / "anonymized" / common.output_names([r.path])[0]
     if (folder / "anonymized.png").is_file():
       original, anonymized = (_centre(imaging.to_uint8(io.read_image(p))) for p in (r.path, folder / "anonymized.png"))
       io.write_png(workdir / f"crops_{r.path.stem}.png", _crops(original, anonymized, layout))
+      others = [imaging.to_uint8(io.read_image(workdir / "competitors" / m / f"{r.path.stem}.png"))
+                for m in _COMPETITORS.value]
+      io.write_png(workdir / f"flat_{r.path.stem}.png", _flat_figure(original, [anonymized] + others))
   text = _markdown(result)
   (workdir / "whole.md").write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
   io.write_json(workdir / "whole.json", {**result, "command": " ".join(sys.argv), "recipe": config.recipe})

@@ -82,3 +82,19 @@ def test_jpeg_and_resize(camera):
     adversaries.resize_images(camera.natural, 1.5)
   with pytest.raises(ValueError, match="quality"):
     adversaries.jpeg_bytes(photo, 0)
+
+
+def test_jpeg_and_resize_of_a_non_square_photo_equal_pillow_directly():
+  """A 40×72 photo (a (width, height) swap would show): resized by Pillow bicubic to (round(0.5·72), round(0.5·40))
+  = 36 × 20 (W × H), the fingerprint alike in float mode, and the JPEG decoding to Pillow's own encoding."""
+  rng = np.random.default_rng(3)
+  photo = rng.integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
+  k = rng.normal(0, 0.01, (1, 40, 72)).astype(np.float32)
+  want = np.asarray(Image.fromarray(photo[0]).resize((36, 20), Image.BICUBIC))
+  np.testing.assert_array_equal(adversaries.resize_images(photo, 0.5)[0], want)
+  want_k = np.asarray(Image.fromarray(k[0]).resize((36, 20), Image.BICUBIC), np.float32)
+  np.testing.assert_array_equal(adversaries.resize_fingerprints(k, 0.5)[0], want_k)
+  buf = _io.BytesIO()
+  Image.fromarray(photo[0]).save(buf, format="JPEG", quality=85)
+  np.testing.assert_array_equal(np.asarray(Image.open(_io.BytesIO(adversaries.jpeg_bytes(photo[0], 85)))),
+                                np.asarray(Image.open(buf)))

@@ -14,10 +14,12 @@ from dippas_jax import io
 from dippas_jax import synthetic
 from dippas_jax.configs import evaluate as evaluate_config
 from dippas_jax.jobs import evaluate as evaluate_job
+from dippas_jax.evaluation import protocol
 from dippas_jax.jobs import evaluate_methods
 from dippas_jax.prnu import attribution
 from dippas_jax.prnu import fingerprint
 from dippas_jax.prnu import metrics
+from dippas_jax.prnu import roc
 
 # One xdist worker runs this module (`--dist loadgroup`): its module fixtures and compiled programs are made once.
 pytestmark = pytest.mark.xdist_group("evaluate_job")
@@ -157,11 +159,43 @@ def test_adversary_columns_and_detector(evaluated):
     assert detected == (method != "original")  # each method's best config; not the photos themselves
     assert row["detector_resnet_auc"] is None  # not asked for here
   assert rows[("original", "original_negatives")]["attributed_pce"] == 1.0  # the synthetic camera's PRNU is strong
+  # The unaltered photos are attributed perfectly by both fingerprints (the anonymizer's and the attacker's).
+  assert rows[("original", "original_negatives")]["auc_attacker"] == 1.0
+  assert rows[("original", "original_negatives")]["auc"] == 1.0
   det = summary["results"]["inpainting"]["block3_edge_restoration"]["adversaries"]["detector"]
   folds = [set(f) for f in det["folds"]]
   assert len(folds) == 2 and not folds[0] & folds[1] and folds[0] | folds[1] == set(range(6))
   assert 0.0 <= det["logistic"]["auc_mean"] <= 1.0 and len(det["logistic"]["fold_auc"]) == 2
   assert summary["protocol"]["adversaries"]["detector"]["seed"] == 0
+
+
+def test_attacker_scores_are_recomputed_from_the_attacker_fingerprint_files(camera, evaluated):
+  """Every row's `ncc_attacker` is Eq. 2 NCC of the saved PNG with `<device>_attacker.npz` (not with the half the
+  anonymizer was given), and the attacker AUC of each method is the pooled AUC of those scores against the other
+  devices' unaltered photos."""
+  workdir, summary, _ = evaluated
+  records = _natural(camera)
+  devices = sorted({r.device for r in records})
+  k_att = np.stack([io.load_fingerprint(workdir / "fingerprints" / f"{d}_attacker.npz")[0] for d in devices])
+  k_own = np.stack([io.load_fingerprint(workdir / "fingerprints" / f"{d}_anonymizer.npz")[0] for d in devices])
+  assert abs(float(metrics.ncc(k_att[0], k_own[0]))) < 0.9  # two estimates, not one file twice
+  rows = _read_csv(workdir / "results.csv")
+  device_of = {r.path.stem: r.device for r in records}
+  originals = np.stack([io.read_image(r.path) for r in records])
+  orig_scores = protocol.score_matrix(originals, k_att)["ncc"]  # [device, photo]
+  table = {(r["method"], r["variant"]): r for r in summary["table"]}
+  for method in ("original", "fingerprint_subtraction", "wavelet_denoising", "inpainting"):
+    sel = [r for r in rows if r["method"] == method]
+    saved = np.stack([io.read_image(workdir / "images" / method / r["config"] / f"{r['image']}.png") for r in sel])
+    scores = protocol.score_matrix(saved, k_att)["ncc"]
+    own = [devices.index(device_of[r["image"]]) for r in sel]
+    for j, r in enumerate(sel):
+      assert float(r["ncc_attacker"]) == pytest.approx(float(scores[own[j], j]), abs=1e-6), (method, r["image"])
+    pos = [float(scores[own[j], j]) for j in range(len(sel))]
+    neg = [float(orig_scores[m, i]) for m in range(len(devices)) for i, r in enumerate(records)
+           if r.device != devices[m]]
+    fpr, tpr, _ = roc.roc_curve(np.concatenate([pos, neg]), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+    assert table[(method, "original_negatives")]["auc_attacker"] == pytest.approx(roc.auc(fpr, tpr), abs=1e-9)
 
 
 def test_psnr_equals_a_recomputation_from_the_saved_pngs(camera, evaluated):

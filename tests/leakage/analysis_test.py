@@ -277,3 +277,22 @@ def test_dresden_np_detector_beats_eq11_and_auc_falls_with_l(dresden_dir):
   auc = {(r["L"], r["detector"]): r["auc"] for r in rows}
   assert auc[(2, "np_eq10")] >= auc[(2, "ncc_eq11")] and auc[(8, "np_eq10")] > auc[(8, "ncc_eq11")] + 0.01, auc
   assert auc[(8, "ncc_eq11")] < auc[(2, "ncc_eq11")] - 0.03 and auc[(8, "np_eq10")] < auc[(2, "np_eq10")], auc
+
+
+def test_np_eq10_is_the_gaussian_log_likelihood_ratio():
+  """Eq. 10 per pixel against scipy: log N(K̂ − Q; 0, θ²) − log N(K̂; 0, λ²), Q = W·X̂/R, λ² and θ² the 3×3
+  (border-clipped) box means of K̂² and (K̂ − Q)² — computed here with scipy.stats and scipy.ndimage only."""
+  from scipy import ndimage, stats  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  w = rng.standard_normal((4, 24, 20)).astype(np.float32)
+  x = rng.uniform(50, 150, size=(4, 24, 20)).astype(np.float32)
+  model = lk.leakage_model(w[:3], x[:3])
+  k, r = np.asarray(model.k_hat, np.float64), np.asarray(model.r, np.float64)
+  box = lambda v: ndimage.uniform_filter(v, 3, mode="constant") / ndimage.uniform_filter(np.ones_like(v), 3,
+                                                                                         mode="constant")
+  llr, valid = lk.np_llr(model.k_hat, model.r, w, x)
+  assert np.asarray(valid).all()
+  for i in range(4):
+    p = k - w[i].astype(np.float64) * x[i] / r
+    want = stats.norm.logpdf(p, scale=np.sqrt(box(p * p))) - stats.norm.logpdf(k, scale=np.sqrt(box(k * k)))
+    np.testing.assert_allclose(np.asarray(llr[i]), want, rtol=1e-4, atol=1e-4)
