@@ -139,8 +139,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # Stop a piece as soon as every (B, τ) pool has this many candidates above τ (the assembly has what it needs:
   # L of them, or a few L to choose from), instead of only at dip.tau_stop or dip.max_steps; 0 = off (the paper).
   config.stop_at_pool = 0
-  # File format of the anonymized photo: 'png' (lossless) or 'jpeg' (Pillow, at jpeg_quality); either way pixels
-  # only, no metadata. The report scores the file as written (decoded back).
+  # File format of the anonymized photo: 'png' (lossless) or 'jpeg' (Pillow, at jpeg_quality); either way the pixels
+  # turned by the input's EXIF orientation and the input's colour profile, no other metadata. The report scores the
+  # file as written (decoded back, turned back to the sensor's orientation).
   config.output_format = "png"
   # JPEG quality (1-95) of output_format 'jpeg'.
   config.jpeg_quality = 95

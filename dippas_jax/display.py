@@ -24,8 +24,8 @@ import numpy as np
 # EXIF orientation tag -> the array operation that shows the stored pixels upright (the transpositions of
 # PIL.ImageOps.exif_transpose: 6 = ROTATE_270, i.e. a quarter turn clockwise; 8 = ROTATE_90), on [H, W, ...].
 _TRANSPOSE = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-              5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
-              8: lambda x: np.rot90(x, 1)}
+              5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
+              7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1), 8: lambda x: np.rot90(x, 1)}
 # Its inverse (5 and 7 are their own inverses, as the flips and the half turn; 6 and 8 invert each other).
 _INVERSE = {2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
 

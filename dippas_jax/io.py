@@ -6,8 +6,9 @@ command-line apps can print it and exit non-zero instead of showing a traceback 
 
 Conventions: images are returned in image orientation (row = y), NHWC without the N, EXIF orientation is
 never applied (it would misalign images with fingerprints); `read_display` tells how the file is shown and the
-writers' `display` writes an output that shows the same way (`dippas_jax.display`). 8-bit files give `uint8[H, W, 3]`; 16-bit files
-give `float32[H, W, 3]` in [0, 255] (value / 257), the grey-level scale of the PRNU core.
+writers' `display` writes an output that shows the same way (`dippas_jax.display`). 8-bit files give
+`uint8[H, W, 3]`; 16-bit files give `float32[H, W, 3]` in [0, 255] (value / 257), the grey-level scale of the PRNU
+core.
 """
 
 from __future__ import annotations

@@ -191,8 +191,8 @@ def _markdown(result: dict) -> str:
                  f"{r['spot_shift']:.2f} | {r['seam']:.3f} | "
                  f"{r['tiles']} × {r['iterations_per_tile']:.0f} | {r['seconds']:.0f} | {r['s_per_mp']:.0f} |")
   for r in result.get("competitors", []):
-    lines.append(f"| {r['photo']} ({r['method']}) | {r['psnr']:.2f} | {r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | "
-                 f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
+    lines.append(f"| {r['photo']} ({r['method']}) | {r['psnr']:.2f} | "
+                 f"{r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | {r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
                  f"{r['spot_shift']:.2f} | – | – | – | – |")
   rows = result["rows"]
   psnr = [r["psnr"] for r in rows] or [float("nan")]

@@ -6,8 +6,8 @@
 Per photo, in --workdir/<photo's path relative to the inputs' common folder>/: anonymized.png (pixels, turned by
 the input's EXIF orientation so that it shows as the input did, and the input's ICC colour profile; no EXIF or
 other metadata), report.json (PSNR, NCC before and after, γ, iterations, whether the quality target was met, settings,
-timings, the orientation applied; scored in the sensor's orientation), history.jsonl and history.png. Reruns skip finished photos (same source, same settings) and redo the
-others. Exit code 0: all done; 1: some photos skipped or below the quality target (listed); 2: bad input.
+timings, the orientation applied; scored in the sensor's orientation), history.jsonl and history.png. Reruns skip
+finished photos (same source, same settings) and redo the others. Exit code 0: all done; 1: some photos skipped or below the quality target (listed); 2: bad input.
 
 Many photos over several processes or hosts (JAX's multi-process runtime; each process its own GPU(s) or CPU):
   dippas-anonymize --inputs=photos/ ... --workdir=shared/out --coordinator_address=host0:12345 \

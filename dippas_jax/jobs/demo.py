@@ -111,8 +111,8 @@ def _demo_anonymize(data: synthetic.SyntheticDataset, ks: dict, *, workdir: path
                              title=f"{name}_photo0: DIPPAS (PRNU-aware), NCC with the estimated fingerprint",
                              lines=lines)
   print(f"PSNR {numbers['psnr']:.2f} dB, worst 16×16 colour shift {numbers['colour_shift']:.2f} grey levels, "
-        f"spot shift {numbers['spot_shift']:.2f}, {numbers['iterations_per_tile']:.0f} iterations per tile, {numbers['seconds']:.0f} s; wrote "
-        f"{workdir / 'anonymized.png'} and {workdir / 'report.png'}")
+        f"spot shift {numbers['spot_shift']:.2f}, {numbers['iterations_per_tile']:.0f} iterations per tile, "
+        f"{numbers['seconds']:.0f} s; wrote {workdir / 'anonymized.png'} and {workdir / 'report.png'}")
   for label, (before, after, band) in ncc.items():
     what = ("the fingerprint estimated from the flat-fields (what an analyst has; DIPPAS used it)"
             if label == "estimated" else "the true fingerprint (known only in this simulation)")

@@ -95,8 +95,8 @@ def test_restore_from_original_copies_whole_pixels_changed_beyond_max_change():
 # frequencies under the DIP's detail (kept.lowpass_sigma 2, as the whole-photo recipe).
 def _photo_config(**fields):
   config = anonymize_config.get_config("tiny,mode=blind,full_resolution=true,tile_size=32,tile_overlap=8,"
-                                       "batch_size=4,dip.max_steps=60,tau=14,block_size=16,trace_every=0,kept.lowpass_sigma=2,"
-                                       "dip.optimizer.learning_rate=0.01")
+                                       "batch_size=4,dip.max_steps=60,tau=14,block_size=16,trace_every=0,"
+                                       "kept.lowpass_sigma=2,dip.optimizer.learning_rate=0.01")
   for key, value in fields.items():
     anonymize_config.arguments.set_field(config, key, value)
   return config

@@ -140,8 +140,8 @@ def optimize(images: Any, fingerprints: Any, *, settings: DipSettings | None = N
 
   images uint8|float[N, H, W, 3] (see `validate_inputs`), fingerprints float[N, H, W] or [H, W] (the K injected,
   image orientation); settings default the paper's (`DipSettings.from_config` reads configs/dip.py); image_ids
-  default 0..N-1 (with the seed they key each image); hook: see `runner.CandidateHook`; kept: the kept-image transform (`runner.PlainKept`, the
-  default; DIPPAS: `dippas.kept_image.KeptImage`); on_chunk: called with a
+  default 0..N-1 (with the seed they key each image); hook: see `runner.CandidateHook`; kept: the kept-image
+  transform (`runner.PlainKept`, the default; DIPPAS: `dippas.kept_image.KeptImage`); on_chunk: called with a
   `ChunkInfo` after every chunk; mesh: default all devices; max_chunks: stop early (benchmarks); params0: initial
   flat params float[P] (one for all images) or float[N, P] (warm starts) instead of the random initialisation;
   default: the weights file `settings.init_weights` names (a learned initialisation), if any.

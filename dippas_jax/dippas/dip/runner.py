@@ -10,8 +10,9 @@ Per image, iteration t (0-based) does, in this order (SPEC §2.8, with the decis
   6. project   γ <- max(γ, 0)
 
 with q(v) = floor(clip(255·v, 0, 255)) (uint8 truncation) and PSNR = `metrics.psnr` of q(x̂) against q(I) (float
-math, no uint8 wrap-around). The kept image is x̂, never the injected y (SPEC §4.1 item 2). An image is also done
-after `max_steps` forwards.
+math, no uint8 wrap-around). The kept image is x̂, never the injected y (SPEC §4.1 item 2), or what a kept-image
+transform makes of it (`PlainKept`: DIPPAS's low-pass correction and flat path live outside the engine). An image
+is also done after `max_steps` forwards.
 
 Design:
   * State is an explicit pytree (`DipState`), one entry per image along a leading axis N; the constant per-image
@@ -87,7 +88,7 @@ class DipInputs:
   fingerprint float32[H, W] (K as given, image orientation), injected float32[H, W] (the pattern multiplied into
   the output: K, Kᵀ or 0 by injection mode), z float32[D, H, W] (planar), image_id int32[], the stop rule
   tau_stop float32[] (dB) and max_steps int32[], and kept: what the kept-image transform prepared for this image
-  (`KeptTransform.prepare`; () for the paper's x̂)."""
+  (`PlainKept` describes the protocol; () for the paper's x̂)."""
   target: jax.Array
   target_u8: jax.Array
   fingerprint: jax.Array
@@ -427,5 +428,5 @@ def _build_runner(settings: DipSettings, hook, kept, mesh: Mesh, wrap_chunk_fn) 
   # call would compile again for the new input shardings.
   run_chunk = jax.jit(chunk_fn, donate_argnums=0, in_shardings=sharding, out_shardings=sharding,
                       compiler_options=compiler_options(settings))
-  return DipRunner(settings=settings, mesh=mesh, init_fn=_make_init(settings, hook, kept, sharding), run_chunk=run_chunk,
-                   chunk_fn=chunk_fn, param_spec=pspec, stats_spec=sspec)
+  return DipRunner(settings=settings, mesh=mesh, init_fn=_make_init(settings, hook, kept, sharding),
+                   run_chunk=run_chunk, chunk_fn=chunk_fn, param_spec=pspec, stats_spec=sspec)
