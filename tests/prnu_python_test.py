@@ -100,6 +100,33 @@ def test_scores_and_statistics_equal_the_reference(reference_dir):
     assert prnu.stats(np.load(reference_dir / f"{name}.npy"), gt)["auc"] == pytest.approx(results["auc"][name])
 
 
+def test_the_building_blocks_equal_the_numpy_reference():
+  """The intermediate functions against tests/prnu/prnu_reference.py (prnu-python's numpy code, its dtypes) on
+  a small real-valued case: the core's parity bounds (float32 wavelet/FFT sums, ~1e-4 of values ~10)."""
+  sys.path.insert(0, str(pathlib.Path(__file__).parent / "prnu"))
+  import prnu_reference as ref  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  im = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+  im[:4, :4] = 255  # a clipped corner: the saturation map has work to do
+  np.testing.assert_allclose(prnu.noise_extract(im, sigma=3), ref.np_noise_extract(im, sigma=3.0), atol=2e-4)
+  x = rng.normal(0, 3, (40, 56)).astype(np.float32)
+  np.testing.assert_allclose(prnu.rgb2gray(im), ref.np_rgb2gray(im), rtol=1e-6, atol=1e-4)
+  np.testing.assert_allclose(prnu.zero_mean(x), ref.np_zero_mean(x), atol=1e-5)
+  np.testing.assert_allclose(prnu.zero_mean_total(x.copy()), ref.np_zero_mean_total(x), atol=1e-5)
+  np.testing.assert_allclose(prnu.wiener_dft(x, 2.0), ref.np_wiener_dft(x, 2.0), atol=1e-4)
+  np.testing.assert_allclose(prnu.wiener_adaptive(x, 4.0), ref.np_wiener_adaptive(x, 4.0), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(prnu.wiener_adaptive(x, 4.0, window_size_list=[3, 7]),
+                             ref.np_wiener_adaptive(x, 4.0, (3, 7)), rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(prnu.saturation(im), ref.np_saturation(im))
+  np.testing.assert_allclose(prnu.threshold(np.array([1.0, 5.0]), 2.0), [0.0, 3.0])
+  np.testing.assert_allclose(prnu.inten_sat_compact((im,)),
+                             ((prnu.inten_scale(im) * ref.np_saturation(im)) ** 2).astype(np.float32))
+  np.testing.assert_allclose(prnu.noise_extract_compact((im, 4, 3)),
+                             ref.np_noise_extract(im, sigma=3.0) * im / 255.0, atol=2e-4)
+  np.testing.assert_allclose(prnu.extract_single(im, sigma=3), ref.np_extract_single(im, sigma=3.0), atol=2e-4)
+  np.testing.assert_array_equal(prnu.cut_ctr(np.arange(20).reshape(4, 5), (2, 3)), [[6, 7, 8], [11, 12, 13]])
+
+
 def test_reference_quirks_are_reproduced():
   rng = np.random.default_rng(0)
   # crosscorr_2d and zero_mean_total work in place, as the reference's do.

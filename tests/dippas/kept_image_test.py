@@ -105,6 +105,25 @@ def test_the_dip_keeps_the_corrected_image():
   assert np.isin(kept[:, :4], (119, 120)).all()
 
 
+def test_the_detail_loss_weighs_the_kept_image():
+  """detail_loss a = 0.5 (the recipe's): the first loss is (1 − a)·MSE(y, I) + a·MSE(kept(y), I), from the same
+  first output (K = 0: y = x̂) as a = 0, whose loss is MSE(y, I); MSE(kept(y), I) is recomputed from the captured
+  q(kept) at the middle of its quantisation step (error ≪ 1 % of an MSE of this size)."""
+  settings = dataclasses.replace(dip.DipSettings.from_config(dip_config.get_config("tiny")), chunk_size=1,
+                                 max_steps=1)
+  yy, xx = np.mgrid[0:32, 0:32]
+  photo = (120 + 40 * np.sin(yy / 6.0)[..., None] * np.cos(xx / 9.0)[..., None] * np.array([1.0, 0.7, 0.4]))
+  photo = photo.astype(np.uint8)[None]
+  k = np.zeros((1, 32, 32), np.float32)
+  kept, plain = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0))
+  _, mixed = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0, detail_loss=0.5))
+  target = photo[0].astype(np.float64) / 255
+  mse_kept = np.mean(((kept.astype(np.float64) + 0.5) / 255 - target) ** 2)
+  want = 0.5 * plain.history["loss"][0, 0] + 0.5 * mse_kept
+  np.testing.assert_allclose(mixed.history["loss"][0, 0], want, rtol=1e-2)
+  assert abs(mse_kept - plain.history["loss"][0, 0]) > 0.05 * plain.history["loss"][0, 0]  # the terms differ
+
+
 def test_a_flat_photo_loses_its_fingerprint_without_spots():
   """A flat synthetic photo (a vignetted grey field, noise std ~2, K of std 0.02: a strong fingerprint) anonymized
   whole with the flat path: its NCC with K falls from far outside into the band of 12 other cameras' flat photos,
