@@ -74,6 +74,16 @@ def check_geometry(config, height: int, width: int) -> None:
                        f"{math.gcd(height, width)} (config fields block_size, sweep.block_sizes)")
 
 
+def check_init_weights(config):
+  """The learned initialisation's file (`dip.model.init_weights`, where every cold piece starts) or None;
+  ValueError naming the file when it is missing or made for another network."""
+  name = str(config.dip.model.init_weights)
+  if not name:
+    return None
+  dip.load_params(name, dip.DipSettings.from_config(config.dip))
+  return dip.weights_path(name)
+
+
 def reference_fingerprints(images: np.ndarray, fingerprints: np.ndarray | None, *, mode: str,
                            sigma: float) -> np.ndarray:
   """K_ref float32[N, H, W]: the given fingerprints (aware, [H, W] or [N, H, W]) or K̃ = W(I) (blind)."""

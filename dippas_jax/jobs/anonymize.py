@@ -59,12 +59,13 @@ class Photo:
   display: display_lib.Display = display_lib.Display()
 
 
-def settings_digest(config, *, seed: int, fingerprint_sha: str | None, eval_sha: str | None) -> str:
-  """sha256 of everything that determines a photo's outputs: the config (but `_NOT_DETERMINING`), the seed and
-  the fingerprint files' checksums."""
+def settings_digest(config, *, seed: int, fingerprint_sha: str | None, eval_sha: str | None,
+                    init_weights_sha: str | None = None) -> str:
+  """sha256 of everything that determines a photo's outputs: the config (but `_NOT_DETERMINING`), the seed, the
+  fingerprint files' checksums and the learned initialisation's (its contents, not its name)."""
   determining = {k: v for k, v in common.config_dict(config).items() if k not in _NOT_DETERMINING}
   text = io.to_json({"config": determining, "seed": seed, "fingerprint": fingerprint_sha,
-                     "eval_fingerprint": eval_sha}, sort_keys=True)
+                     "eval_fingerprint": eval_sha, "init_weights": init_weights_sha}, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -197,13 +198,16 @@ def anonymize_job(*, inputs: str, workdir: str, config, fingerprint: str | None 
     if piece is None or min(piece) < 1:
       raise ValueError(f"the crop (or tile) size must be positive, got {piece}")
     anonymize.check_geometry(config, *piece)
+  with common.user_input("config field dip.model.init_weights"):
+    weights = anonymize.check_init_weights(config)
+  init_sha = weights and common.file_sha256(weights)  # its contents, not its name, determine the outputs
   k, k_info, k_eval, eval_info = _load_fingerprints(fingerprint, eval_fingerprint, config)
   records = io.list_images(inputs)
   names = common.output_names([r.path for r in records])
   order = np.argsort(names, kind="stable")
   records, names = [records[i] for i in order], [names[i] for i in order]
   settings_sha = settings_digest(config, seed=seed, fingerprint_sha=k_info and k_info["sha256"],
-                                 eval_sha=eval_info and eval_info["sha256"])
+                                 eval_sha=eval_info and eval_info["sha256"], init_weights_sha=init_sha)
   workdir = pathlib.Path(workdir)
   mine = list(range(process_index, len(records), process_count))
   print(f"{len(records)} photos ({len(mine)} for this process), mode {config.mode}, recipe {config.recipe} on "

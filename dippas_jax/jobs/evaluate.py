@@ -210,6 +210,8 @@ def evaluate_job(*, images: str, fingerprints: str | None, workdir: str, config,
     mcs = evaluate_methods.method_configs(config, methods, seed=seed)  # names, sweeps and sizes, before any work
     dippas_cfgs = {m: evaluate_methods.dippas_config(config, m) for m in dict.fromkeys(mc.method for mc in mcs)
                    if evaluate_methods.is_dippas(m)}
+    for dippas_cfg in dippas_cfgs.values():
+      anonymize.check_init_weights(dippas_cfg)
   workdir = pathlib.Path(workdir)
   crop = common.crop_of(config)
   t0 = time.perf_counter()

@@ -128,3 +128,24 @@ def test_errors():
                                  fingerprint=np.zeros((48, 48), np.float32))
   with pytest.raises(ValueError, match="one image size"):
     scheduler.run_jobs(mixed, settings=SETTINGS, slots=2, on_done=lambda r: None)
+
+
+def test_cold_jobs_start_from_the_learned_initialisation(tmp_path):
+  """`init_weights` is where every cold job of the queue starts: bit for bit the jobs given those weights as
+  params0 (the same program), not the random draw; a warm job keeps its own start."""
+  from dippas_jax.dippas.dip import parameters  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  flat = np.array(dip.init_flat(SETTINGS, jax.random.key(42))[0])
+  parameters.save_params(tmp_path / "init.npz", SETTINGS, flat, metadata={})
+  loaded = parameters.load_params(str(tmp_path / "init.npz"), SETTINGS)
+  jobs = _jobs(3)
+  cold, _ = _run(jobs, 2)
+  given, _ = _run([dataclasses.replace(j, params0=loaded) for j in jobs[:2]] + [
+      dataclasses.replace(jobs[2], params0=cold[0].params)], 2)
+  results = {}
+  scheduler.run_jobs(jobs[:2] + [dataclasses.replace(jobs[2], params0=cold[0].params)],
+                     settings=dataclasses.replace(SETTINGS, init_weights=str(tmp_path / "init.npz")), slots=2,
+                     on_done=lambda r: results.__setitem__(r.key, r), seed=3)
+  for k in range(3):
+    np.testing.assert_array_equal(results[k].history["loss"], given[k].history["loss"])
+  assert results[0].history["loss"][0] != cold[0].history["loss"][0]

@@ -1,5 +1,6 @@
 """`dippas-anonymize` as a user runs it: output names, resume rules, the quality target, bad input, kill -9."""
 
+import dataclasses
 import json
 import pathlib
 import signal
@@ -456,3 +457,35 @@ def test_heic_is_read_through_the_optional_extra(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "pillow_heif", None)  # the extra not installed
   with pytest.raises(io.InputError, match=r"pip install -e '\.\[heif\]'"):
     io.read_image(tmp_path / "phone.heic")
+
+
+def test_a_learned_initialisation_is_used_checked_and_hashed(photos, first_run, tmp_path, capsys):
+  """`dip.model.init_weights`: every cold piece starts from the file (the output differs from the random start of
+  the first run), a file of the same name with other contents makes the photo be recomputed (its contents are in
+  the settings digest), a missing file or one made for another network is bad input naming the field."""
+  from dippas_jax.dippas import dip  # pylint: disable=g-import-not-at-top
+  from dippas_jax.dippas.dip import parameters  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  workdir, _, outputs = first_run
+  settings = dip.DipSettings.from_config(_config().dip)
+  weights = tmp_path / "init.npz"
+  parameters.save_params(weights, settings, np.array(dip.init_flat(settings, jax.random.key(9))[0]), metadata={})
+  config = _config(**{"dip.model.init_weights": str(weights)})
+  photo, k = photos / "b" / "IMG_0002.png", str(photos.parent / "k.npy")
+  _run_job(photo, tmp_path / "w", config, fingerprint=k)
+  first = (tmp_path / "w" / "IMG_0002_png" / "anonymized.png").read_bytes()
+  assert first != outputs[pathlib.Path("b/IMG_0002_png/anonymized.png")]
+  parameters.save_params(weights, settings, np.array(dip.init_flat(settings, jax.random.key(10))[0]), metadata={})
+  capsys.readouterr()
+  summary = _run_job(photo, tmp_path / "w", config, fingerprint=k)
+  assert summary["recomputed"] == 1 and "recomputing" in capsys.readouterr().out
+  assert (tmp_path / "w" / "IMG_0002_png" / "anonymized.png").read_bytes() != first
+  with pytest.raises(io.InputError, match="dip.model.init_weights: .*missing.npz: no such weights file"):
+    _run_job(photo, tmp_path / "x", _config(**{"dip.model.init_weights": str(tmp_path / "missing.npz")}),
+             fingerprint=k)
+  other = dataclasses.replace(settings, input_depth=settings.input_depth + 1)
+  parameters.save_params(tmp_path / "other.npz", other, np.array(dip.init_flat(other, jax.random.key(0))[0]),
+                         metadata={})
+  with pytest.raises(io.InputError, match="these weights are for the network"):
+    _run_job(photo, tmp_path / "x", _config(**{"dip.model.init_weights": str(tmp_path / "other.npz")}),
+             fingerprint=k)

@@ -426,3 +426,12 @@ def test_variant_overrides_are_config_fields():
   config.dippas_variants.dippas_typo = "dip.injektion=none"
   with pytest.raises(ValueError, match="dippas_typo.*injektion"):
     evaluate_methods.dippas_config(config, "dippas_typo")
+
+
+def test_a_missing_learned_initialisation_is_bad_input_before_any_work(camera, tmp_path):
+  config = _config()
+  config.dippas.dip.model.init_weights = str(tmp_path / "missing.npz")
+  with pytest.raises(io.InputError, match="missing.npz: no such weights file"):
+    evaluate_job.evaluate_job(images=str(camera / "manifest.csv"), fingerprints=None, workdir=str(tmp_path / "w"),
+                              config=config, methods=("dippas",))
+  assert not (tmp_path / "w" / "summary.json").exists()

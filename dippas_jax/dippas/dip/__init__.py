@@ -17,8 +17,10 @@ from dippas_jax.dippas.dip.parameters import FlatSpec as FlatSpec
 from dippas_jax.dippas.dip.parameters import flat_specs as flat_specs
 from dippas_jax.dippas.dip.parameters import init_flat as init_flat
 from dippas_jax.dippas.dip.parameters import init_variables as init_variables
+from dippas_jax.dippas.dip.parameters import load_params as load_params
 from dippas_jax.dippas.dip.parameters import make_model as make_model
 from dippas_jax.dippas.dip.parameters import variable_shapes as variable_shapes
+from dippas_jax.dippas.dip.parameters import weights_path as weights_path
 from dippas_jax.dippas.dip.perturbation import PlanarInput as PlanarInput
 from dippas_jax.dippas.dip.perturbation import draws_projected as draws_projected
 from dippas_jax.dippas.dip.perturbation import first_layer_columns as first_layer_columns

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dippas_jax.dippas.dip import driver
+from dippas_jax.dippas.dip import parameters
 from dippas_jax.dippas.dip import runner as runner_lib
 from dippas_jax.dippas.dip.settings import DipSettings
 
@@ -100,11 +101,14 @@ class _Slots:
     return [i for i, job in enumerate(self.jobs) if job is None]
 
 
-def _init_batch(runner, seed: int, jobs: list[Job | None]):
-  """The jitted init of a batch where some slots take no job (filled with a copy of a real one, inactive).
+def _init_batch(runner, seed: int, jobs: list[Job | None], init=None):
+  """The jitted init of a batch where some slots take no job (filled with a copy of a real one, inactive); a job
+  without `params0` starts from `init` when given (a learned initialisation), else from the random draw.
   Inputs are checked by `driver.validate_inputs` (ValueError: what to change)."""
   real = next(job for job in jobs if job is not None)
   filled = [job or real for job in jobs]
+  if init is not None:
+    filled = [job if job.params0 is not None else dataclasses.replace(job, params0=init) for job in filled]
   shapes = {job.image.shape for job in filled}
   if len(shapes) > 1:
     raise ValueError(f"the jobs of one queue must have one image size, got {sorted(shapes)}")
@@ -147,6 +151,8 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
   """
   settings.check()
   runner = runner_lib.build_runner(settings, hook=hook, kept=kept, mesh=mesh)
+  # A learned initialisation (settings.init_weights) is where every cold job starts, as in `driver.optimize`.
+  init = parameters.load_params(settings.init_weights, settings) if settings.init_weights else None
   if slots < 1 or slots % runner.mesh.devices.size:
     raise ValueError(f"slots must be a positive multiple of the {runner.mesh.devices.size} devices, got {slots}")
   stream: Iterator[Job | None] = iter(jobs)
@@ -156,7 +162,7 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
   state = inputs = None
   while True:
     if refill or not table.busy():
-      state, inputs = _fill(runner, seed, table, stream, state, inputs)
+      state, inputs = _fill(runner, seed, table, stream, state, inputs, init)
     busy = table.busy()
     if not busy:
       if table.waiting:
@@ -185,8 +191,9 @@ def run_jobs(jobs: Iterable[Job | None], *, settings: DipSettings, slots: int,
   return stats
 
 
-def _fill(runner, seed, table: _Slots, stream: Iterator[Job], state, inputs):
-  """Free slots take the next jobs of the stream (the first call builds the batch)."""
+def _fill(runner, seed, table: _Slots, stream: Iterator[Job], state, inputs, init):
+  """Free slots take the next jobs of the stream (the first call builds the batch); `init`: the cold jobs'
+  initial params float32[P] (a learned initialisation) or None (the random draw)."""
   incoming = [None] * len(table.jobs)
   table.waiting = False
   for i in table.free():
@@ -199,7 +206,7 @@ def _fill(runner, seed, table: _Slots, stream: Iterator[Job], state, inputs):
     incoming[i] = job
   if not any(job is not None for job in incoming):
     return state, inputs
-  new_state, new_inputs = _init_batch(runner, seed, incoming)
+  new_state, new_inputs = _init_batch(runner, seed, incoming, init)
   mask = np.asarray([job is not None for job in incoming])
   for i in np.flatnonzero(mask):
     table.jobs[i], table.history[i], table.seconds[i] = incoming[i], [], 0.0
