@@ -385,10 +385,10 @@ def _wide_gamut_profile() -> bytes:
 
 @pytest.fixture(scope="module")
 def phone_run(tmp_path_factory):
-  """Eight 48×64 JPEGs carrying EXIF orientations 1-8 and a PNG with a wide-gamut colour profile, anonymized
-  whole (PRNU-blind) in one run."""
+  """Eight 32×48 JPEGs (two 32² tiles each) carrying EXIF orientations 1-8 and a PNG with a wide-gamut colour
+  profile, anonymized whole (PRNU-blind) in one run."""
   root = tmp_path_factory.mktemp("phone")
-  data = synthetic.make_dataset(seed=4, num_devices=1, num_flatfield=0, num_natural=2, height=48, width=64)
+  data = synthetic.make_dataset(seed=4, num_devices=1, num_flatfield=0, num_natural=2, height=32, width=48)
   stored = data.natural[0]
   for orientation in range(1, 9):
     exif = Image.Exif()
