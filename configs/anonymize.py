@@ -37,12 +37,13 @@ _CPU_CROP = {"crop": (128, 128), "tile_size": 128, "tile_overlap": 16}
 # The whole-photo recipe (BUILD_NOTES "Whole photos", RESULTS.md "Cost per megapixel"): the CPU recipe on 128²
 # tiles with an 8-pixel overlap, streamed through 8 slots refilled every 10 steps; the photo's own low frequencies
 # under the DIP's detail (σ 4 px; the loss weighs the raw and the corrected output half and half: no colour
-# blotches, the candidates reach τ sooner); each tile stopped as soon as its pool holds 2L candidates above τ (the
-# ranking keeps the best L; τ_stop 42 only caps it); 8 roots per photo fit cold, every other tile warm-started from
-# its nearest root.
+# blotches, the candidates reach τ sooner); where the photo is flat (local std ≤ 3 grey levels, blended up to 5)
+# the photo denoised instead of the DIP's output (the flat path: no DIP spots in skies; BUILD_NOTES "Clean flat
+# areas"); each tile stopped as soon as its pool holds 2L candidates above τ (the ranking keeps the best L; τ_stop
+# 42 only caps it); 8 roots per photo fit cold, every other tile warm-started from its nearest root.
 PHOTO_RECIPE = {**CPU_RECIPE, "full_resolution": True, "tile_size": 128, "tile_overlap": 8, "batch_size": 8,
-                "dip.runner.chunk_size": 10, "kept.lowpass_sigma": 4.0, "kept.detail_loss": 0.5, "kept.flat_path": True,
-                "stop_at_pool": 20, "dip.tau_stop": 42.0, "warm_start_roots": 8}
+                "dip.runner.chunk_size": 10, "kept.lowpass_sigma": 4.0, "kept.detail_loss": 0.5,
+                "kept.flat_path": True, "stop_at_pool": 20, "dip.tau_stop": 42.0, "warm_start_roots": 8}
 # Bases: (DIP config argument, overrides of the anonymize fields).
 BASES = {
     "": ("", {}),
