@@ -1,4 +1,5 @@
-"""How a photo file is shown: its EXIF orientation and its ICC colour profile (pure, in memory; `io` reads them).
+"""How a photo file is shown: its EXIF orientation and its ICC colour profile (read from a file's header; the rest
+in memory), and HEIC/HEIF files opened through the optional extra.
 
 The PRNU work always runs on the stored pixels in the sensor's orientation (a fingerprint is in sensor
 orientation). What is written back for a person must display as the input did:
@@ -18,8 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import io as _io
+import pathlib
 
 import numpy as np
+from PIL import Image
+
+HEIF_EXTENSIONS = (".heic", ".heif")
+
+
+class InputError(ValueError):
+  """Bad user input (file, folder, size, content); the message names the file and the fix (= `io.InputError`)."""
 
 # EXIF orientation tag -> the array operation that shows the stored pixels upright (the transpositions of
 # PIL.ImageOps.exif_transpose: 6 = ROTATE_270, i.e. a quarter turn clockwise; 8 = ROTATE_90), on [H, W, ...].
@@ -78,3 +87,40 @@ def to_srgb(image: np.ndarray, icc_profile: bytes | None) -> np.ndarray:
   out = ImageCms.profileToProfile(Image.fromarray(np.asarray(image)), source, ImageCms.createProfile("sRGB"),
                                   renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB")
   return np.asarray(out)
+
+
+def read_display(path) -> Display:
+  """How a viewer shows the image file: its EXIF orientation (1 when absent or invalid, and for HEIC, whose
+  decoder applies it) and its ICC profile. Raises InputError on an unreadable file."""
+  path = pathlib.Path(path)
+  try:
+    with open_image(path) as im:
+      tag = im.getexif().get(0x0112, 1) if path.suffix.lower() not in HEIF_EXTENSIONS else 1
+      return Display(orientation=tag if tag in range(1, 9) else 1, icc_profile=im.info.get("icc_profile") or None)
+  except InputError:
+    raise
+  except Exception as e:  # Pillow raises many types on a bad file.
+    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+
+
+def image_size(path) -> tuple[int, int]:
+  """(H, W) of an image file from its header, without decoding the pixels. Raises InputError."""
+  try:
+    with open_image(pathlib.Path(path)) as im:
+      return im.size[1], im.size[0]
+  except InputError:
+    raise
+  except Exception as e:  # Pillow raises many types on a bad file.
+    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+
+
+def open_image(path: pathlib.Path):
+  """Image.open, with HEIC/HEIF support from the optional extra (a one-line InputError without it)."""
+  if path.suffix.lower() in HEIF_EXTENSIONS:
+    try:
+      import pillow_heif  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise InputError(f"{path}: reading HEIC/HEIF needs the optional extra: pip install -e '.[heif]' (pillow-heif)"
+                       ) from None
+    pillow_heif.register_heif_opener()
+  return Image.open(path)

@@ -5,10 +5,9 @@ Only this module (and the apps) touch files. Every reader validates what it retu
 command-line apps can print it and exit non-zero instead of showing a traceback from deep inside JAX.
 
 Conventions: images are returned in image orientation (row = y), NHWC without the N, EXIF orientation is
-never applied (it would misalign images with fingerprints); `read_display` tells how the file is shown and the
-writers' `display` writes an output that shows the same way (`dippas_jax.display`). 8-bit files give
-`uint8[H, W, 3]`; 16-bit files give `float32[H, W, 3]` in [0, 255] (value / 257), the grey-level scale of the PRNU
-core.
+never applied (it would misalign images with fingerprints; `display.read_display` tells how a file is shown, and
+the writers' `display` makes an output show the same way). 8-bit files give `uint8[H, W, 3]`; 16-bit files give
+`float32[H, W, 3]` in [0, 255] (value / 257), the grey-level scale of the PRNU core.
 """
 
 from __future__ import annotations
@@ -31,13 +30,11 @@ from tqdm import tqdm
 
 from dippas_jax import display as display_lib
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif")
-HEIF_EXTENSIONS = (".heic", ".heif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff") + display_lib.HEIF_EXTENSIONS
 FINGERPRINT_EXTENSIONS = (".npz", ".npy", ".mat")
 
 
-class InputError(ValueError):
-  """Bad user input (file, folder, size, content); the message names the file and the fix."""
+InputError = display_lib.InputError  # bad user input (file, folder, size, content); names the file and the fix
 
 
 PARTIAL_SUFFIX = ".partial"
@@ -113,9 +110,8 @@ def write_csv(path, rows: Sequence[dict], fieldnames: Sequence[str] | None = Non
 
 
 def write_png(path, image: np.ndarray, *, display: display_lib.Display | None = None) -> None:
-  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG, pixel data only (no metadata).
-  With `display` (the input's, `read_display`): the pixels turned by its orientation and its colour profile kept,
-  so the file shows as the input did; still no EXIF block."""
+  """Atomically writes `uint8[H, W, 3]` (RGB) or `uint8[H, W]` (grey) as a PNG, pixels only, no EXIF; `display`
+  (the input's): turned by its orientation, with its colour profile, so the file shows as the input did."""
   _write_pixels(path, image, "PNG", display, pnginfo=None)
 
 
@@ -135,33 +131,6 @@ def _write_pixels(path, image: np.ndarray, fmt: str, display: display_lib.Displa
   with atomic_path(path) as tmp:
     Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(
         tmp, format=fmt, icc_profile=display.icc_profile, exif=b"", **options)
-
-
-def read_display(path: str | os.PathLike) -> display_lib.Display:
-  """How a viewer shows the image file: its EXIF orientation (1 when absent or invalid, and for HEIC, whose
-  decoder applies it) and its ICC profile. Raises InputError on an unreadable file."""
-  path = pathlib.Path(path)
-  try:
-    with _open(path) as im:
-      tag = im.getexif().get(0x0112, 1) if path.suffix.lower() not in HEIF_EXTENSIONS else 1
-      return display_lib.Display(orientation=tag if tag in range(1, 9) else 1,
-                                 icc_profile=im.info.get("icc_profile") or None)
-  except InputError:
-    raise
-  except Exception as e:  # Pillow raises many types on a bad file.
-    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
-
-
-def _open(path: pathlib.Path) -> Image.Image:
-  """Image.open, with HEIC/HEIF support from the optional extra (a one-line InputError without it)."""
-  if path.suffix.lower() in HEIF_EXTENSIONS:
-    try:
-      import pillow_heif  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      raise InputError(f"{path}: reading HEIC/HEIF needs the optional extra: pip install -e '.[heif]' (pillow-heif)"
-                       ) from None
-    pillow_heif.register_heif_opener()
-  return Image.open(path)
 
 
 # ------------------------------------------------------------------------------------------------------ images
@@ -189,7 +158,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if suffix in (".tif", ".tiff"):
       array = _read_tiff(path)
     else:
-      with _open(path) as im:
+      with display_lib.open_image(path) as im:
         im.load()  # Decodes now, so a truncated or corrupt file fails here.
         array = _pil_to_array(im, path)
   except InputError:
@@ -198,17 +167,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     raise InputError(f"{path}: cannot decode image ({type(e).__name__}: {e}); the file is corrupt, truncated "
                      "or not an image") from None
   return _to_rgb(array, path)
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-  """(H, W) of an image file from its header, without decoding the pixels. Raises InputError."""
-  try:
-    with _open(pathlib.Path(path)) as im:
-      return im.size[1], im.size[0]
-  except InputError:
-    raise
-  except Exception as e:  # Pillow raises many types on a bad file.
-    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
 
 
 def _pil_to_array(im: Image.Image, path) -> np.ndarray:

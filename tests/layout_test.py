@@ -12,7 +12,7 @@ PACKAGE = REPO / "dippas_jax"
 LAYERS = {
     "dippas_jax.batching": 0, "dippas_jax.imaging": 0, "dippas_jax.synthetic": 0,
     "dippas_jax.prnu": 1, "dippas_jax.dippas": 2, "dippas_jax.evaluation": 3, "dippas_jax.leakage": 3,
-    "dippas_jax.io": 4, "dippas_jax.plotting": 5, "dippas_jax.configs": 6, "dippas_jax.jobs": 7,
+    "dippas_jax.io": 4, "dippas_jax.display": 4, "dippas_jax.prnu_python": 4, "dippas_jax.plotting": 5, "dippas_jax.configs": 6, "dippas_jax.jobs": 7,
     "dippas_jax.apps": 8,
 }
 NUMERICAL = ("dippas_jax.prnu", "dippas_jax.dippas", "dippas_jax.evaluation", "dippas_jax.leakage",

@@ -67,6 +67,7 @@ def test_residuals_equal_the_reference_outputs(dresden_dir, reference_dir):
     assert np.abs(w - ref).max() <= 1e-4, file
 
 
+@pytest.mark.slow  # 10 flat-fields at 512² (~10 s); the core's estimator has the same check in CI (dresden_test)
 def test_fingerprint_equals_the_reference_output(dresden_dir, reference_dir):
   """extract_multiple_aligned of one device's 10 flat-fields (512²) against the stored fingerprint: NCC ≥ 0.9999
   and max error 2e-4 of the range, the core's parity bounds (tests/prnu/dresden_test.py)."""

@@ -6,7 +6,7 @@ Every piece (a centre crop, or a tile of a whole photo: `photo_stream`) goes thr
    (`extract_residual`, σ = 3: PRNU-blind, SPEC §0); K_ref is also the fingerprint injected in the DIP model;
 2. one network per piece is optimised in a queue of `batch_size` slots (`dip.scheduler`, refilled as pieces
    finish); at every iteration the candidate hook ranks the kept image (`kept_image.KeptImage`: x̂ with the
-   photo's low frequencies and, where the photo is flat, its blurred self) by block NCC with gray(·) ⊙ K_ref and
+   photo's low frequencies and, where the photo is flat, its denoised self) by block NCC with gray(·) ⊙ K_ref and
    merges it into a streaming top-L accumulator per (B, τ) (`candidates.AssemblyHook`): no candidate leaves the
    device;
 3. the piece of every (B, L, τ) setting is the mean of the L best blocks per position; a whole photo's tiles are

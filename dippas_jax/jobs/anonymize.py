@@ -92,7 +92,7 @@ def _prepare(record: io.ImageRecord, name: str, k: np.ndarray | None, config, so
   ones, share the photo's centre). Raises io.InputError for an unreadable photo or mismatched sizes.
   """
   image = imaging.to_uint8(io.read_image(record.path))
-  display = io.read_display(record.path)
+  display = display_lib.read_display(record.path)
   h, w = image.shape[:2]
   if config.full_resolution:
     if k is not None and k.shape != (h, w):
@@ -183,7 +183,7 @@ def _pieces_of(record: io.ImageRecord, config) -> int:
   if not config.full_resolution:
     return 1
   try:
-    return anonymize.photo_layout(config, *io.image_size(record.path)).num_tiles
+    return anonymize.photo_layout(config, *display_lib.image_size(record.path)).num_tiles
   except (io.InputError, ValueError):
     return 0
 

@@ -94,6 +94,7 @@ def test_device_lists_fig1_only_and_bad_input(manifest, tmp_path):
   np.testing.assert_equal(leakage_config.get_config().gamma2_estimators[0], "split")  # The documented default.
 
 
+@pytest.mark.slow  # a second leakage run (~20 s); pytest -m slow
 def test_each_device_of_all_equals_a_run_on_that_device_alone(manifest, run, tmp_path):
   """`--device=all` analyses every camera on its own images: synthetic_1's rows equal those of a run on
   synthetic_1 alone (draws are keyed by L, not by the device list); analysing one device's images for both would
