@@ -17,7 +17,6 @@ from dippas_jax.dippas import lowpass
 from dippas_jax.evaluation import visual
 from dippas_jax.prnu import denoise
 
-pytestmark = pytest.mark.xdist_group("dippas_anonymize")  # shares the tiny runner's compilations
 
 
 def _half_flat(seed=0, h=48, w=64):
