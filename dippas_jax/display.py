@@ -89,29 +89,32 @@ def to_srgb(image: np.ndarray, icc_profile: bytes | None) -> np.ndarray:
   return np.asarray(out)
 
 
-def read_display(path) -> Display:
-  """How a viewer shows the image file: its EXIF orientation (1 when absent or invalid, and for HEIC, whose
-  decoder applies it) and its ICC profile. Raises InputError on an unreadable file."""
+def _from_header(path, read):
+  """read(opened image, path) on the file's header (no pixels decoded); InputError on an unreadable file."""
   path = pathlib.Path(path)
   try:
     with open_image(path) as im:
-      tag = im.getexif().get(0x0112, 1) if path.suffix.lower() not in HEIF_EXTENSIONS else 1
-      return Display(orientation=tag if tag in range(1, 9) else 1, icc_profile=im.info.get("icc_profile") or None)
+      return read(im, path)
   except InputError:
     raise
   except Exception as e:  # Pillow raises many types on a bad file.
     raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+
+
+def _display_of(im, path: pathlib.Path) -> Display:
+  tag = im.getexif().get(0x0112, 1) if path.suffix.lower() not in HEIF_EXTENSIONS else 1
+  return Display(orientation=tag if tag in range(1, 9) else 1, icc_profile=im.info.get("icc_profile") or None)
+
+
+def read_display(path) -> Display:
+  """How a viewer shows the image file: its EXIF orientation (1 when absent or invalid, and for HEIC, whose
+  decoder applies it) and its ICC profile. Raises InputError on an unreadable file."""
+  return _from_header(path, _display_of)
 
 
 def image_size(path) -> tuple[int, int]:
   """(H, W) of an image file from its header, without decoding the pixels. Raises InputError."""
-  try:
-    with open_image(pathlib.Path(path)) as im:
-      return im.size[1], im.size[0]
-  except InputError:
-    raise
-  except Exception as e:  # Pillow raises many types on a bad file.
-    raise InputError(f"{path}: cannot read the image header ({type(e).__name__}: {e})") from None
+  return _from_header(path, lambda im, _: (im.size[1], im.size[0]))
 
 
 def open_image(path: pathlib.Path):

@@ -178,7 +178,7 @@ def wiener_adaptive(x: np.ndarray, noise_var: float, **kwargs) -> np.ndarray:
 
 def inten_scale(im: np.ndarray) -> np.ndarray:
   """IntenScale of the toolbox on uint8: im / 252 below 252, exp(−(im − 252)² / 6) above (float64)."""
-  im = _uint8_image(im, "inten_scale") if np.asarray(im).ndim in (2, 3) else np.asarray(im)
+  im = np.asarray(im)
   if im.dtype != np.uint8:
     raise ValueError(f"inten_scale expects uint8, got {im.dtype}")
   return np.asarray(_fingerprint.inten_scale(im), np.float64)

@@ -80,16 +80,20 @@ def _first_kept_image(settings, photo, k, kept=None):
   return np.asarray(result.state.candidates)[0], result
 
 
-def test_the_dip_keeps_the_corrected_image():
-  """With a low-pass correction the kept image (its PSNR, hence candidates and the stop rule) is x̂ + G * (I − x̂),
-  with the same network, the same first output x̂ and (detail_loss 0) the same loss (the flat path's blend:
-  test_apply_blends_and_off_is_the_identity)."""
+def _one_step_case():
+  """(settings of the tiny net stopping after its first forward, a smooth 32² photo uint8[1, 32, 32, 3], K = 0)."""
   settings = dataclasses.replace(dip.DipSettings.from_config(dip_config.get_config("tiny")), chunk_size=1,
                                  max_steps=1)
   yy, xx = np.mgrid[0:32, 0:32]
   photo = (120 + 40 * np.sin(yy / 6.0)[..., None] * np.cos(xx / 9.0)[..., None] * np.array([1.0, 0.7, 0.4]))
-  photo = photo.astype(np.uint8)[None]
-  k = np.zeros((1, 32, 32), np.float32)
+  return settings, photo.astype(np.uint8)[None], np.zeros((1, 32, 32), np.float32)
+
+
+def test_the_dip_keeps_the_corrected_image():
+  """With a low-pass correction the kept image (its PSNR, hence candidates and the stop rule) is x̂ + G * (I − x̂),
+  with the same network, the same first output x̂ and (detail_loss 0) the same loss (the flat path's blend:
+  test_apply_blends_and_off_is_the_identity)."""
+  settings, photo, k = _one_step_case()
   plain, plain_run = _first_kept_image(settings, photo, k)
   kept, run = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0))
   # q() floors x̂ to whole grey levels before we can blur it: the corrected image is known to within 1 level.
@@ -103,12 +107,7 @@ def test_the_detail_loss_weighs_the_kept_image():
   """detail_loss a = 0.5 (the recipe's): the first loss is (1 − a)·MSE(y, I) + a·MSE(kept(y), I), from the same
   first output (K = 0: y = x̂) as a = 0, whose loss is MSE(y, I); MSE(kept(y), I) is recomputed from the captured
   q(kept) at the middle of its quantisation step (error ≪ 1 % of an MSE of this size)."""
-  settings = dataclasses.replace(dip.DipSettings.from_config(dip_config.get_config("tiny")), chunk_size=1,
-                                 max_steps=1)
-  yy, xx = np.mgrid[0:32, 0:32]
-  photo = (120 + 40 * np.sin(yy / 6.0)[..., None] * np.cos(xx / 9.0)[..., None] * np.array([1.0, 0.7, 0.4]))
-  photo = photo.astype(np.uint8)[None]
-  k = np.zeros((1, 32, 32), np.float32)
+  settings, photo, k = _one_step_case()
   kept, plain = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0))
   _, mixed = _first_kept_image(settings, photo, k, kept_image.KeptImage(lowpass_sigma=2.0, detail_loss=0.5))
   target = photo[0].astype(np.float64) / 255
