@@ -83,6 +83,9 @@ def _kept() -> config_dict.ConfigDict:
   kept.flat_noise = 3.0
   # Std (px) of the Gaussian window of the local std (the flatness measure of visual.spot_shift too).
   kept.window_sigma = 4.0
+  # Whole photos (full_resolution): the flat path's denoised photo and mask are computed on the whole photo and cut
+  # like the tiles; False = per tile, on the tile alone (border effects of the denoiser on 128² tiles: spots).
+  kept.photo_context = True
   return kept
 
 

@@ -33,6 +33,7 @@ from dippas_jax.dippas import candidates
 from dippas_jax.dippas import dip
 from dippas_jax.dippas import kept_image
 from dippas_jax.dippas import photo_stream
+from dippas_jax.dippas import unet
 from dippas_jax.dippas.dip import scheduler
 from dippas_jax.prnu import denoise
 from dippas_jax.prnu import metrics
@@ -62,12 +63,8 @@ def make_hook(config, *, height: int, width: int) -> candidates.AssemblyHook:
 
 def check_geometry(config, height: int, width: int) -> None:
   """ValueError (before any compute) unless the U-Net and every block size fit an H×W input."""
-  ds = dip.DipSettings.from_config(config.dip).downsampling
-  if height % ds or width % ds:
-    fix = lambda n: max(ds, n // ds * ds)
-    raise ValueError(f"input {height}×{width}: H and W must be multiples of {ds} (the U-Net's "
-                     f"{len(config.dip.model.filters) - 1} down-samplings); crop or pad to e.g. "
-                     f"{fix(height)}×{fix(width)} (config field crop, or tile_size in full-resolution mode)")
+  unet.check_size(height, width, downsampling=dip.DipSettings.from_config(config.dip).downsampling,
+                  hint="config field crop, or tile_size in full-resolution mode")
   for b, _, _ in settings_of(config):
     if height % b or width % b:
       raise ValueError(f"block size {b} must divide the {height}×{width} input; use a divisor such as "
@@ -165,7 +162,8 @@ def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[
                       for key, image in result.outputs.items()}
     on_photo(result)
 
-  stream = photo_stream.PhotoStream(tasks, config, finish)
+  kept = kept_image.KeptImage.from_config(config.kept)
+  stream = photo_stream.PhotoStream(tasks, config, finish, kept=kept if config.kept.photo_context else None)
   jobs = stream.jobs()
   first = next(jobs, None)
   if first is None:
@@ -186,7 +184,7 @@ def anonymize_photos(tasks: Iterable[PhotoTask], *, config, on_photo: Callable[[
     slots = -(-slots // mesh.devices.size) * mesh.devices.size
   return scheduler.run_jobs(_with_reference(itertools.chain([first], jobs), config, size),
                             settings=dip.DipSettings.from_config(config.dip), slots=slots, on_done=on_done,
-                            seed=seed, hook=hook, kept=kept_image.KeptImage.from_config(config.kept), mesh=mesh,
+                            seed=seed, hook=hook, kept=kept, mesh=mesh,
                             refill=bool(config.refill), on_chunk=on_progress)
 
 

@@ -16,7 +16,9 @@ The DIP engine (`dip/runner.py`) calls one transform per image and iteration, wi
    fraction of a grey level after the eye's own smoothing), not a spot. R is the project's wavelet denoiser
    (`prnu.denoise`, noise σ `flat_noise`): screened on the 16 shared photos (`scripts/screen_flat_path.py`) it
    left a third of the fingerprint that a Gaussian blur of similar visual cost leaves. R and m depend on the photo
-   only: they are computed once per piece (`prepare`).
+   only: they are computed once per piece (`prepare`) or, for the tiles of a whole photo, once on the whole photo
+   and cut like the tiles (`prepare_photo`): a 128² tile is too small for a 4-level wavelet denoiser, whose border
+   effects left spots of their own (BUILD_NOTES "Clean flat areas").
 3. The loss: (1 − a)·MSE(y, I) + a·MSE(kept(y), I) with a = `detail_loss` (y the injected output), so the
    network is not pushed to fit what the transform replaces anyway.
 
@@ -30,10 +32,12 @@ Images are float32[..., H, W, 3] on one scale (the DIP's [0, 1]); std thresholds
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dippas_jax.dippas import lowpass
 from dippas_jax.prnu import denoise
@@ -69,6 +73,17 @@ class FlatInputs(NamedTuple):
   """What the flat path keeps of a piece: mask float32[H, W, 1] and reconstruction float32[H, W, 3]."""
   mask: jax.Array
   reconstruction: jax.Array
+
+  def cut(self, top: int, left: int, size: int) -> "FlatInputs":
+    """The [size, size] window at (top, left) of both arrays (numpy or jax)."""
+    return FlatInputs(*(a[top:top + size, left:left + size] for a in self))
+
+
+# Blocks of `prepare_photo`: cores of _BLOCK² px with _MARGIN px of context on every side (multiples of 16 = 2^4,
+# the denoiser's levels, so every block sits on the whole photo's dyadic grid). The margin covers the Gaussian
+# window of the local std (4σ) and most of the 4-level db4 denoiser's reach; what lies beyond changes R by
+# hundredths of a grey level (kept_image_test).
+_BLOCK, _MARGIN = 512, 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +129,28 @@ class KeptImage:
                                          window_sigma=self.window_sigma),
                       reconstruction=flat_reconstruction(target[None], noise=self.flat_noise)[0])
 
+  def prepare_photo(self, photo) -> FlatInputs | tuple:
+    """`prepare` of a whole photo float[H, W, 3] on the kept image's scale, as numpy `FlatInputs` (cut a tile's
+    with `FlatInputs.cut`), computed in blocks of bounded size (module constants) so memory stays O(block) on
+    photos of any size; () without the flat path."""
+    if not self.flat_path:
+      return ()
+    photo = np.asarray(photo, np.float32)
+    h, w = photo.shape[:2]
+    rows, cols = -(-h // _BLOCK), -(-w // _BLOCK)
+    pad = ((_MARGIN, rows * _BLOCK - h + _MARGIN), (_MARGIN, cols * _BLOCK - w + _MARGIN), (0, 0))
+    padded = np.pad(photo, pad, mode="symmetric")
+    mask = np.empty((rows * _BLOCK, cols * _BLOCK, 1), np.float32)
+    recon = np.empty((rows * _BLOCK, cols * _BLOCK, 3), np.float32)
+    prepare = _jitted_prepare(self)
+    for i in range(rows):
+      for j in range(cols):
+        block = padded[i * _BLOCK:(i + 1) * _BLOCK + 2 * _MARGIN, j * _BLOCK:(j + 1) * _BLOCK + 2 * _MARGIN]
+        core = FlatInputs(*(np.asarray(a) for a in prepare(block))).cut(_MARGIN, _MARGIN, _BLOCK)
+        mask[i * _BLOCK:(i + 1) * _BLOCK, j * _BLOCK:(j + 1) * _BLOCK] = core.mask
+        recon[i * _BLOCK:(i + 1) * _BLOCK, j * _BLOCK:(j + 1) * _BLOCK] = core.reconstruction
+    return FlatInputs(mask=mask[:h, :w], reconstruction=recon[:h, :w])
+
   def apply(self, x, target, prepared) -> jax.Array:
     """The kept image of x float32[H, W, 3] (module docstring); x itself when every option is off."""
     x = lowpass.replace_lowpass(x, target, sigma=self.lowpass_sigma)
@@ -127,3 +164,8 @@ class KeptImage:
       return raw_mse
     a = self.detail_loss
     return (1 - a) * raw_mse + a * jnp.mean(jnp.square(self.apply(y, target, prepared) - target))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_prepare(kept: KeptImage):
+  return jax.jit(kept.prepare)

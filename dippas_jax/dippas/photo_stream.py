@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
 
+from dippas_jax.dippas import kept_image
 from dippas_jax.dippas import tiling
 from dippas_jax.dippas.dip import scheduler
 
@@ -133,7 +134,7 @@ def warm_roots(layout: tiling.TileLayout | None, count: int) -> dict[int, int]:
 class _Photo:
   """An open photo: its pieces' sources, the pieces still to start, those done."""
 
-  def __init__(self, number: int, task: PhotoTask, config):
+  def __init__(self, number: int, task: PhotoTask, config, kept):
     image = np.asarray(task.image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
       raise ValueError(f"{task.name}: images must be uint8[H, W, 3], got {image.dtype}{list(image.shape)}")
@@ -144,6 +145,8 @@ class _Photo:
     k = task.fingerprint
     self.k_padded = (None if k is None else np.asarray(k, np.float32) if self.layout is None
                      else tiling.pad_to_layout(np.asarray(k, np.float32), self.layout))
+    self.kept_padded = (kept.prepare_photo(self.padded.astype(np.float32) / np.float32(255.0))
+                        if self.layout is not None and kept is not None and kept.flat_path else None)
     self.root_of = warm_roots(self.layout, int(config.warm_start_roots))
     self.done = dict(task.done)
     self.waiting = [t for t in range(self.count) if t not in self.done]
@@ -156,8 +159,11 @@ class _Photo:
   def job(self, t: int, params0) -> scheduler.Job:
     k = None if self.k_padded is None else self.cut(self.k_padded, t)
     is_root = self.root_of.get(t) == t and any(r == t and s != t for s, r in self.root_of.items())
+    kept = (None if self.kept_padded is None
+            else self.kept_padded.cut(*tiling.tile_origin(self.layout, t), self.layout.tile_size))
     return scheduler.Job(key=(self.number, t), image=np.ascontiguousarray(self.cut(self.padded, t)), fingerprint=k,
-                         image_id=piece_id(self.task.name, t), params0=params0, keep_params=is_root)
+                         image_id=piece_id(self.task.name, t), params0=params0, keep_params=is_root,
+                         kept_inputs=kept)
 
   def next_ready(self) -> tuple[int, np.ndarray | None] | None:
     """(tile, params0) of the first waiting tile whose root is done (or that needs none), removed from waiting."""
@@ -176,9 +182,12 @@ class _Photo:
 class PhotoStream:
   """The job stream of `anonymize.anonymize_photos` (module docstring)."""
 
-  def __init__(self, tasks: Iterable[PhotoTask], config, on_photo: Callable[[PhotoResult], None]):
+  def __init__(self, tasks: Iterable[PhotoTask], config, on_photo: Callable[[PhotoResult], None], *,
+               kept: kept_image.KeptImage | None = None):
+    """kept: the kept-image transform whose inputs (`prepare_photo`) a tiled photo's jobs carry, computed on the
+    whole photo and cut like the tiles; None: the runner prepares each tile's from the tile alone."""
     self.tasks: Iterator[PhotoTask] = iter(tasks)
-    self.config, self.on_photo = config, on_photo
+    self.config, self.on_photo, self.kept = config, on_photo, kept
     self.open: dict[int, _Photo] = {}
     self.opened = 0
 
@@ -192,7 +201,7 @@ class PhotoStream:
         continue
       task = next(self.tasks, None)
       if task is not None:
-        photo = _Photo(self.opened, task, self.config)
+        photo = _Photo(self.opened, task, self.config, self.kept)
         self.opened += 1
         self.open[photo.number] = photo
         self._maybe_finish(photo)  # a photo resumed whole

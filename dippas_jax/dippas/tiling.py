@@ -28,8 +28,6 @@ import numpy as np
 __all__ = ["TileCanvas", "TileLayout", "cut", "make_layout", "pad_to_layout", "tile", "tile_like", "tile_origin",
            "untile"]
 
-_TILE_MULTIPLE = 16  # the U-Net's 4 down-samplings
-
 
 @dataclasses.dataclass(frozen=True)
 class TileLayout:
@@ -37,7 +35,7 @@ class TileLayout:
 
   Attributes:
     height, width: the original image size.
-    tile_size: T, a multiple of 16.
+    tile_size: T (a multiple of the U-Net's down-sampling for the DIP: `unet.check_size`).
     overlap: pixels shared by neighbouring tiles (0 ≤ overlap ≤ T / 2).
     rows, cols: the tile grid; tile i * cols + j starts at (i * stride, j * stride).
   """
@@ -85,15 +83,14 @@ def make_layout(height: int, width: int, *, tile_size: int, overlap: int = 0) ->
   """The tile grid of an H x W image.
 
   Raises:
-    ValueError: if tile_size is not a positive multiple of 16, overlap is outside [0, tile_size / 2], or the
+    ValueError: if tile_size is not positive, overlap is outside [0, tile_size / 2], or the
       image is empty.
   """
   h, w, t, o = _int(height, "height"), _int(width, "width"), _int(tile_size, "tile_size"), _int(overlap, "overlap")
   if h < 1 or w < 1:
     raise ValueError(f"image size must be positive, got {h}x{w}")
-  if t < _TILE_MULTIPLE or t % _TILE_MULTIPLE:
-    raise ValueError(f"tile_size must be a positive multiple of {_TILE_MULTIPLE} (the U-Net down-samples 4 times), "
-                     f"got {t}; try {max(_TILE_MULTIPLE, t - t % _TILE_MULTIPLE)}")
+  if t < 1:
+    raise ValueError(f"tile_size must be positive, got {t}")
   if not 0 <= o <= t // 2:
     raise ValueError(f"overlap must be in [0, tile_size / 2] = [0, {t // 2}], got {o}")
   s = t - o
@@ -135,7 +132,7 @@ def tile(image, *, tile_size: int, overlap: int = 0) -> tuple[np.ndarray, TileLa
 
   Args:
     image: [H, W, ...] any dtype.
-    tile_size: T, a multiple of 16.
+    tile_size: T (a multiple of the U-Net's down-sampling for the DIP: `unet.check_size`).
     overlap: pixels shared by neighbouring tiles, 0 ≤ overlap ≤ T / 2.
 
   Returns:

@@ -41,6 +41,18 @@ from dippas_jax.dippas.layers import Precision
 
 PAPER_FILTERS = (16, 32, 64, 128, 256)
 PAPER_SKIPS = (16, 32, 64, 128)
+
+
+def check_size(height: int, width: int, *, downsampling: int, hint: str = "") -> None:
+  """ValueError unless H and W are multiples of the U-Net's down-sampling factor 2^(scales − 1) (the one place
+  this rule is written: the driver, the anonymizer's geometry check and the network call it); the message names
+  the nearest crop and pad and ends with `hint` (where the caller's user sets the size)."""
+  if height % downsampling or width % downsampling:
+    lo = [max(downsampling, n // downsampling * downsampling) for n in (height, width)]
+    hi = [-(-n // downsampling) * downsampling for n in (height, width)]
+    raise ValueError(f"image size {height}x{width} is not a multiple of {downsampling} (the U-Net down-samples "
+                     f"{int(math.log2(downsampling))} times): crop to {lo[0]}x{lo[1]} or pad to {hi[0]}x{hi[1]}"
+                     + (f" ({hint})" if hint else ""))
 PAPER_ALPHA = 1.67
 PAPER_INPUT_DEPTH = 512
 INITS = ("pytorch", "flax")
@@ -277,9 +289,7 @@ class MultiResUNet(nn.Module):
       spatial = x.shape[1:3]
     else:
       spatial = tuple(x.spatial)
-    if spatial[0] % self.downsampling or spatial[1] % self.downsampling:
-      raise ValueError(f"H and W must be multiples of {self.downsampling} (2**(len(filters) - 1)); got "
-                       f"{spatial[0]}x{spatial[1]}. Crop or pad the image.")
+    check_size(*spatial, downsampling=self.downsampling)
     kw = dict(negative_slope=self.negative_slope, init_scheme=self.init_scheme, precision=self.precision,
               conv_impl=self.conv_impl)
     num_scales = len(self.filters)

@@ -5,6 +5,7 @@ import pytest
 
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.dippas import anonymize
+from dippas_jax.dippas import kept_image
 from dippas_jax.dippas import photo_stream
 from dippas_jax.dippas import tiling
 
@@ -52,6 +53,29 @@ def test_the_stream_starts_roots_first_and_waits_for_them():
   assert [j.key for j in got] == [(0, t) for t in dependants]
   assert all(np.array_equal(j.params0, params) and not j.keep_params for j in got)
   assert next(jobs) is None
+
+
+def test_tiles_carry_the_whole_photos_flat_inputs():
+  """With a kept-image transform, every tile's job carries the flat path's inputs of the whole (padded) photo cut
+  like the tile, not the tile's own (a 32² tile's denoising differs at its borders); without one, none."""
+  rng = np.random.default_rng(0)
+  image = np.clip(120 + 30 * rng.standard_normal((56, 80, 3)), 0, 255).astype(np.uint8)
+  kept = kept_image.KeptImage(flat_std=3 / 255, textured_std=5 / 255, flat_noise=3 / 255)
+  layout = tiling.make_layout(56, 80, tile_size=32, overlap=8)
+  whole = kept.prepare_photo(tiling.pad_to_layout(image, layout).astype(np.float32) / 255)
+  task = photo_stream.PhotoTask(name="a.png", image=image, fingerprint=None)
+  config = _Config()
+  config.warm_start_roots = 0  # every tile can start at once: the stream ends without a wait
+  jobs = list(photo_stream.PhotoStream([task], config, lambda r: None, kept=kept).jobs())
+  assert len(jobs) == layout.num_tiles == 6
+  for job in jobs:
+    top, left = tiling.tile_origin(layout, job.key[1])
+    np.testing.assert_array_equal(job.kept_inputs.reconstruction, whole.reconstruction[top:top + 32, left:left + 32])
+    np.testing.assert_array_equal(job.kept_inputs.mask, whole.mask[top:top + 32, left:left + 32])
+  own = np.asarray(kept.prepare(jobs[4].image.astype(np.float32) / 255).reconstruction)
+  assert np.abs(own - jobs[4].kept_inputs.reconstruction).max() > 1 / 255
+  plain = list(photo_stream.PhotoStream([task], config, lambda r: None).jobs())
+  assert all(job.kept_inputs is None for job in plain)
 
 
 def _piece(params=None):

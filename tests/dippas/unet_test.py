@@ -244,7 +244,7 @@ def test_network_input_provider_equals_array_input():
 
 
 def test_unet_rejects_bad_sizes():
-  with pytest.raises(ValueError, match="multiples of 4"):
+  with pytest.raises(ValueError, match="10x8 is not a multiple of 4"):
     jax.eval_shape(mru.MultiResUNet(**TINY).init, jax.random.key(0), jnp.zeros((1, 10, 8, 3)))
 
 

@@ -178,8 +178,10 @@ def test_bad_input_is_an_input_error(photos, tmp_path):
   summary = anonymize_job.anonymize_job(inputs=str(photos / "a"), workdir=str(tmp_path / "w"), config=_config(),
                                         fingerprint=str(tmp_path / "small.npy"))
   assert len(summary["skipped"]) == 1 and "IMG_0001.jpg: the fingerprint is 32×32, smaller than the crop" in summary["skipped"][0]
-  with pytest.raises(io.InputError, match="multiples of 4"):
+  with pytest.raises(io.InputError, match=r"42x42 is not a multiple of 4 .*crop to 40x40 or pad to 44x44 \(config field"):
     _run_job(_all(photos), tmp_path, _config(crop=(42, 42)), fingerprint=str(photos.parent / "k.npy"))
+  with pytest.raises(io.InputError, match=r"40x40 is not a multiple of 16 .*tile_size in full-resolution mode"):
+    _run_job(_all(photos), tmp_path, anonymize_config.get_config("full_resolution=true,tile_size=40"))
 
 
 def test_jpeg_output_is_scored_as_written(photos, tmp_path):

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from dippas_jax.dippas import unet
 from dippas_jax.dippas.dip import parameters
 from dippas_jax.dippas.dip import runner as runner_lib
 from dippas_jax.dippas.dip.settings import DipSettings
@@ -39,12 +40,7 @@ def validate_inputs(images: Any, fingerprints: Any, *, downsampling: int = 16,
   n, h, w, _ = images.shape
   if n == 0:
     raise ValueError("no images given.")
-  if h % downsampling or w % downsampling:
-    lo = (h // downsampling * downsampling, w // downsampling * downsampling)
-    hi = (-(-h // downsampling) * downsampling, -(-w // downsampling) * downsampling)
-    raise ValueError(f"image size {h}x{w} is not a multiple of {downsampling} (the U-Net down-samples "
-                     f"{int(math.log2(downsampling))} times): crop to {lo[0]}x{lo[1]} or pad to {hi[0]}x{hi[1]} "
-                     "(e.g. a centre crop).")
+  unet.check_size(h, w, downsampling=downsampling, hint="e.g. a centre crop")
   if images.dtype == np.uint8:
     images_u8 = images
     images_f = images.astype(np.float32) / np.float32(255.0)

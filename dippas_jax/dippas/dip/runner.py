@@ -311,13 +311,15 @@ class DipRunner:
   stats_spec: parameters.FlatSpec
 
   def init(self, seed, image_ids, images, images_u8, fingerprints, active, tau_stop=None, max_steps=None, *,
-           injection=None, params0=None) -> tuple[DipState, DipInputs]:
+           injection=None, params0=None, prepared=None) -> tuple[DipState, DipInputs]:
     """Initial state and inputs of N images, jitted and sharded on the image axis.
 
     seed int, image_ids int32[N], images float32[N, H, W, 3] in [0, 1], images_u8 uint8[N, H, W, 3],
     fingerprints float32[N, H, W], active bool[N]; tau_stop, max_steps, injection default to `settings`';
     params0: optional initial flat params float32[N, P] (a learned initialisation or a warm start) instead of
-    the random initialisation (z and the perturbation stream are drawn either way).
+    the random initialisation (z and the perturbation stream are drawn either way); prepared: the kept-image
+    transform's inputs of every image (leading axis N, as its `prepare` returns them per image) computed by the
+    caller on a larger context, or None (`kept.prepare` of each image).
     """
     s = self.settings
     injection = s.injection if injection is None else injection
@@ -329,7 +331,7 @@ class DipRunner:
                          f"{tuple(params0.shape)}.")
     return self.init_fn(seed, image_ids, images, images_u8, fingerprints, active,
                         s.tau_stop if tau_stop is None else tau_stop, s.max_steps if max_steps is None else max_steps,
-                        params0, injection=injection)
+                        params0, prepared, injection=injection)
 
   @property
   def sharding(self) -> NamedSharding:
@@ -376,8 +378,8 @@ def _make_init(settings: DipSettings, hook, kept, sharding: NamedSharding):
                             gamma_index=parameters.flat_specs(settings)[0].index(("injection", "gamma")))
   vectors = tuple(jnp.asarray(v) for v in parameters.init_vectors(settings))  # arguments, not HLO constants
 
-  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, params0, vectors,
-               injection):
+  def init_one(seed, image_id, image, image_u8, fingerprint, active, tau_stop, max_steps, params0, prepared,
+               vectors, injection):
     key = jax.random.fold_in(jax.random.key(seed, impl=settings.prng_impl), image_id)
     params, batch_stats = parameters.init_flat(settings, jax.random.fold_in(key, 0), vectors)
     if params0 is not None:
@@ -392,25 +394,28 @@ def _make_init(settings: DipSettings, hook, kept, sharding: NamedSharding):
     inputs = DipInputs(target=image, target_u8=image_u8, fingerprint=fingerprint,
                        injected=injection_lib.oriented_fingerprint(fingerprint, injection), z=z,
                        image_id=jnp.asarray(image_id, jnp.int32), tau_stop=jnp.asarray(tau_stop, jnp.float32),
-                       max_steps=jnp.asarray(max_steps, jnp.int32), kept=kept.prepare(image))
+                       max_steps=jnp.asarray(max_steps, jnp.int32),
+                       kept=kept.prepare(image) if prepared is None else prepared)
     return state, inputs
 
-  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, vectors, *,
-           injection):
-    axes = (None, 0, 0, 0, 0, 0, None, None, None if params0 is None else 0, None)
+  def init(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, prepared,
+           vectors, *, injection):
+    axes = (None, 0, 0, 0, 0, 0, None, None, None if params0 is None else 0, None if prepared is None else 0, None)
     return jax.vmap(functools.partial(init_one, injection=injection), in_axes=axes)(
-        seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, vectors)
+        seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, prepared, vectors)
 
   @functools.lru_cache(maxsize=None)
-  def init_for(injection, with_params):
+  def init_for(injection, with_params, with_prepared):
     params_sharding = sharding if with_params else None
+    prepared_sharding = sharding if with_prepared else None
     return jax.jit(functools.partial(init, injection=injection),
-                   in_shardings=(None,) + (sharding,) * 5 + (None, None, params_sharding, None),
+                   in_shardings=(None,) + (sharding,) * 5 + (None, None, params_sharding, prepared_sharding, None),
                    out_shardings=sharding, compiler_options=compiler_options(settings))
 
-  def init_jit(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, *, injection):
-    return init_for(injection, params0 is not None)(seed, image_ids, images, images_u8, fingerprints, active,
-                                                    tau_stop, max_steps, params0, vectors)
+  def init_jit(seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, prepared, *,
+               injection):
+    return init_for(injection, params0 is not None, prepared is not None)(
+        seed, image_ids, images, images_u8, fingerprints, active, tau_stop, max_steps, params0, prepared, vectors)
 
   return init_jit
 

@@ -36,13 +36,15 @@ class Job:
   """One image to optimise. image: uint8[H, W, 3]; fingerprint: float32[H, W] (the injected K); image_id: with the
   seed, the job's random streams; params0: float32[P] initial params (a warm start) or None (the random or
   configured initialisation); keep_params: hand back its final params (for warm starts); key: the caller's name
-  for it (returned with the result)."""
+  for it (returned with the result); kept_inputs: what the kept-image transform prepared for it, computed by the
+  caller on a larger context (e.g. the whole photo of a tile), or None (the runner prepares it from the image)."""
   key: Hashable
   image: np.ndarray
   fingerprint: np.ndarray
   image_id: int
   params0: np.ndarray | None = None
   keep_params: bool = False
+  kept_inputs: Any = None
 
 
 @dataclasses.dataclass
@@ -116,15 +118,20 @@ def _init_batch(runner, seed: int, jobs: list[Job | None], init=None):
   images_f, images_u8, fps = driver.validate_inputs(np.stack([job.image for job in filled]),
                                                     np.stack([job.fingerprint for job in filled]),
                                                     downsampling=s.downsampling, injection=s.injection)
+  given = {job.kept_inputs is not None for job in filled}
+  if len(given) > 1:
+    raise ValueError("the jobs of one batch must all carry kept_inputs or none")
+  prepared = (jax.tree.map(lambda *xs: np.stack(xs), *[job.kept_inputs for job in filled]) if given == {True}
+              else None)
   ids = np.asarray([job.image_id for job in filled], np.int32)
   active = np.asarray([job is not None for job in jobs])
   params0 = None
   if any(job.params0 is not None for job in filled):  # warm starts; the cold jobs' draws come from a first init
-    cold = (np.asarray(runner.init(seed, ids, images_f, images_u8, fps, active)[0].params)
+    cold = (np.asarray(runner.init(seed, ids, images_f, images_u8, fps, active, prepared=prepared)[0].params)
             if any(job.params0 is None for job in filled) else [None] * len(filled))
     params0 = np.stack([c if job.params0 is None else np.asarray(job.params0, np.float32)
                         for c, job in zip(cold, filled)])
-  return runner.init(seed, ids, images_f, images_u8, fps, active, params0=params0)
+  return runner.init(seed, ids, images_f, images_u8, fps, active, params0=params0, prepared=prepared)
 
 
 def _take(tree, i: int):
