@@ -24,12 +24,13 @@ from dippas_jax.dippas import kept_image
 OUTPUT_FORMATS = ("png", "jpeg")
 # The CPU recipe (BUILD_NOTES "DIPPAS on real photos"): the paper's U-Net with a 32-deep input, a 20× larger
 # learning rate with a 30-step warm-up (γ at a tenth of it), no input perturbation, a floor on the output sigmoid's
-# gradient (clipped highlights keep learning), stop at 40 dB, B = 32, L = 10, τ = 38 with unbiased rounding, and
-# no pixel changed by more than 10 grey levels.
+# gradient (clipped highlights keep learning), stop at 40 dB, B = 32, L = 10, τ = 38 with unbiased rounding of the
+# candidates and of the block mean (floor, the reference's, shifts every pixel by −0.5 grey level: BUILD_NOTES
+# "Clean flat areas"), and no pixel changed by more than 10 grey levels.
 CPU_RECIPE = {"dip.model.input_depth": 32, "dip.optimizer.learning_rate": 2e-2, "dip.optimizer.warmup_steps": 30,
               "dip.optimizer.gamma_lr_factor": 0.1, "dip.noise.reg_std": 0.0, "dip.model.sigmoid_grad_floor": 0.05,
               "dip.tau_stop": 40.0, "dip.max_steps": 500, "block_size": 32, "num_blocks": 10, "tau": 38.0,
-              "rounding": "nearest", "max_change": 10}
+              "rounding": "nearest", "dip.rounding": "nearest", "max_change": 10}
 # The paper's optimization at the CPU crop (the comparison point of the recipe): lr 1e-3, perturbation 0.1,
 # τ_stop 39, B = 32, L = 10, τ = 37, floor rounding, ≤ 2,000 iterations.
 PAPER_CPU = {"dip.model.input_depth": 32, "dip.max_steps": 2000, "block_size": 32, "num_blocks": 10}

@@ -149,6 +149,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tau_stop = 39.0
   # At most this many forwards (iterations) per image.
   config.max_steps = 10001
+  # q(), the uint8 quantisation of the kept output (the candidates and the PSNR of the stop rule): 'floor' (the
+  # reference's uint8 truncation: a −0.5 grey-level bias on every pixel) or 'nearest' (round half up: no bias).
+  config.rounding = "floor"
   # The network: the MultiRes U-Net of SPEC §3.
   config.model = _model()
   # The network input z and its per-step perturbation.

@@ -36,7 +36,8 @@ flags.DEFINE_list("formulations", ["vmap", "loop", "map"], "Batching over images
 flags.DEFINE_list("precisions", ["highest", "default"], "Convolution precisions.")
 flags.DEFINE_string("config", "paper", "Argument of configs/dip.py:get_config (e.g. 'paper', 'tiny').")
 flags.DEFINE_enum("perturbation", "auto", ["auto", "full", "projected"], "How the input perturbation is drawn.")
-flags.DEFINE_enum("conv_impl", "auto", ["auto", "xla", "xla_gemm_grad", "gemm"], "Convolution implementation.")
+flags.DEFINE_list("conv_impl", ["auto"], "Convolution implementations to time (auto, xla, xla_gemm_grad, gemm; "
+                  "several: one case each, for ratios in one run).")
 flags.DEFINE_enum("prng_impl", "threefry2x32", ["threefry2x32", "rbg", "unsafe_rbg"], "jax.random implementation.")
 flags.DEFINE_integer("steps", 10, "Steps per chunk (one jitted call).")
 flags.DEFINE_integer("chunks", 2, "Timed chunks after the compiling one (the fastest is reported).")
@@ -135,20 +136,20 @@ def _perturbation(settings, size: int) -> str:
   return "projected" if projected else "full"
 
 
-def _settings():
+def _settings(conv_impl: str):
   from dippas_jax.dippas import dip
   settings = dip.DipSettings.from_config(_load_config(FLAGS.config))
-  return dataclasses.replace(settings, perturbation=FLAGS.perturbation, conv_impl=FLAGS.conv_impl,
+  return dataclasses.replace(settings, perturbation=FLAGS.perturbation, conv_impl=conv_impl,
                              prng_impl=FLAGS.prng_impl)
 
 
 def _run_case(case: str) -> dict:
-  size, n, batching, precision, hook = case.split(",")
+  size, n, batching, precision, hook, conv_impl = case.split(",")
   if not FLAGS.isolate:
-    settings = dataclasses.replace(_settings(), batching=batching, precision=precision)
+    settings = dataclasses.replace(_settings(conv_impl), batching=batching, precision=precision)
     return measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks, hook=hook)
   argv = [sys.executable, __file__, f"--case={case}", f"--config={FLAGS.config}", f"--steps={FLAGS.steps}",
-          f"--chunks={FLAGS.chunks}", f"--perturbation={FLAGS.perturbation}", f"--conv_impl={FLAGS.conv_impl}",
+          f"--chunks={FLAGS.chunks}", f"--perturbation={FLAGS.perturbation}",
           f"--prng_impl={FLAGS.prng_impl}", f"--kept={FLAGS.kept}"]
   proc = subprocess.run(argv, capture_output=True, text=True)
   lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -172,8 +173,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if FLAGS.case:
-    size, n, batching, precision, hook = FLAGS.case.split(",")
-    settings = dataclasses.replace(_settings(), batching=batching, precision=precision)
+    size, n, batching, precision, hook, conv_impl = FLAGS.case.split(",")
+    settings = dataclasses.replace(_settings(conv_impl), batching=batching, precision=precision)
     print(json.dumps(measure(settings, size=int(size), n=int(n), steps=FLAGS.steps, chunks=FLAGS.chunks,
                              hook=hook)), flush=True)
     return
@@ -183,11 +184,12 @@ def main(argv):
       for batching in FLAGS.formulations:
         for precision in FLAGS.precisions:
           for hook in FLAGS.hook:
-            rec = _run_case(f"{size},{n},{batching},{precision},{hook}")
-            print(format_row(rec), flush=True)
-            if FLAGS.out:
-              with open(FLAGS.out, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            for conv_impl in FLAGS.conv_impl:
+              rec = _run_case(f"{size},{n},{batching},{precision},{hook},{conv_impl}")
+              print(format_row(rec), flush=True)
+              if FLAGS.out:
+                with open(FLAGS.out, "a") as f:
+                  f.write(json.dumps(rec) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Per image, iteration t (0-based) does, in this order (SPEC §2.8, with the decis
   5. update    θ, γ <- optimizer step on the gradient of the loss
   6. project   γ <- max(γ, 0)
 
-with q(v) = floor(clip(255·v, 0, 255)) (uint8 truncation) and PSNR = `metrics.psnr` of q(x̂) against q(I) (float
+with q(v) = floor(clip(255·v, 0, 255)) (uint8 truncation; `rounding='nearest'`: floor(clip(255·v + 0.5, 0, 255)))
+and PSNR = `metrics.psnr` of q(x̂) against q(I) (float
 math, no uint8 wrap-around). The kept image is x̂, never the injected y (SPEC §4.1 item 2), or what a kept-image
 transform makes of it (`PlainKept`: DIPPAS's low-pass correction and flat path live outside the engine). An image
 is also done after `max_steps` forwards.
@@ -174,9 +175,11 @@ class PlainKept:
 PLAIN_KEPT = PlainKept()
 
 
-def quantize_u8(x: jax.Array) -> jax.Array:
-  """q(x) = floor(clip(255·x, 0, 255)) as uint8 (truncation, like `astype(uint8)` in the reference)."""
-  return jnp.floor(jnp.clip(255.0 * x, 0.0, 255.0)).astype(jnp.uint8)
+def quantize_u8(x: jax.Array, rounding: str = "floor") -> jax.Array:
+  """q(x) = floor(clip(255·x, 0, 255)) as uint8 (truncation, like `astype(uint8)` in the reference; 'floor') or
+  floor(clip(255·x + 0.5, 0, 255)) (round half up; 'nearest': no −0.5 bias)."""
+  offset = {"floor": 0.0, "nearest": 0.5}[rounding]
+  return jnp.floor(jnp.clip(255.0 * x + offset, 0.0, 255.0)).astype(jnp.uint8)
 
 
 def _where(cond, new, old):
@@ -207,7 +210,7 @@ def _make_step(settings: DipSettings, kept=PLAIN_KEPT):
       return loss, (x_hat, sspec.ravel(mutated["batch_stats"]))
 
     (loss, (x_hat, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    image_u8 = quantize_u8(x_hat)
+    image_u8 = quantize_u8(x_hat, settings.rounding)
     psnr = metrics.psnr(image_u8, inputs.target_u8)
     stop = psnr > inputs.tau_stop
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)

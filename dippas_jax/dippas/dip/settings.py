@@ -24,6 +24,7 @@ BATCHINGS = ("vmap", "map", "loop")
 PERTURBATIONS = ("auto", "full", "projected")
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 PRECISIONS = ("highest", "high", "default")
+ROUNDINGS = ("floor", "nearest")
 CONV_IMPLS = ("auto",) + unet.CONV_IMPLS
 # The runtime fields: data of the jitted init (`DipInputs`), not part of the compiled runner's cache key.
 RUNTIME_FIELDS = ("injection", "tau_stop", "max_steps", "init_weights")
@@ -117,6 +118,7 @@ class DipSettings:
   optimizer: OptimizerSettings = _field(OptimizerSettings(), "optimizer")
   tau_stop: float = _field(39.0, "tau_stop")
   max_steps: int = _field(10001, "max_steps")
+  rounding: str = _field("floor", "rounding")
   chunk_size: int = _field(50, "runner.chunk_size")
   batching: str = _field("vmap", "runner.batching")
   fast_compile: bool = _field(False, "runner.fast_compile")
@@ -136,6 +138,7 @@ class DipSettings:
                                  ("prng_impl", self.prng_impl, PRNG_IMPLS),
                                  ("precision", self.precision, PRECISIONS),
                                  ("conv_impl", self.conv_impl, CONV_IMPLS),
+                                 ("rounding", self.rounding, ROUNDINGS),
                                  ("init_scheme", self.init_scheme, unet.INITS),
                                  ("optimizer", self.optimizer.name, optim.OPTIMIZERS),
                                  ("decay", self.optimizer.decay, optim.DECAYS)):
