@@ -35,9 +35,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.n_splits = 10
   # Random estimation sets (trials) per L; AUCs and bounds are averaged over them (one set when L = pool size).
   config.n_trials = 5
-  # γ² estimators, the first is the default (the table's ilb_bpp): 'split' (noise only, from (K̂_A − K̂_B)) and
-  # 'moment' (local second moment of K̂, which also holds the PRNU's power).
-  config.gamma2_estimators = ("split", "moment")
+  # γ² estimators, the first is the default (the table's ilb_bpp): 'loo' (noise only, leave one out: unbiased for
+  # images of different brightness, L ≥ 3; the split's D² at L = 2), 'split' (noise only, from (K̂_A − K̂_B): biased
+  # low on sets of mixed brightness) and 'moment' (local second moment of K̂, which also holds the PRNU's power).
+  config.gamma2_estimators = ("loo", "split", "moment")
   # Local-variance windows γ² of the bound, reported for sensitivity.
   config.window_sizes = (3, 5, 7, 9)
   # Window of the NP detector, of whitening, of the mitigation table's bound and of the other experiments.

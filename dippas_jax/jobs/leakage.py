@@ -123,8 +123,8 @@ def _fig1(cameras: dict[str, _Camera], config, say) -> dict:
   """The Fig. 1 panels: the synthetic text image among dark flat-fields, then a real camera's most structured
   natural photo added to its flat-fields and to its dark natural photos."""
   say("Fig. 1")
-  panels = {"synthetic camera: 20 dark flat-fields": experiments.synthetic_fig1(size=config.synthetic_size,
-                                                                                seed=config.seed)}
+  panels = {f"synthetic camera: {experiments.FIG1_FRAMES} dark flat-fields": experiments.synthetic_fig1(
+      size=config.synthetic_size, seed=config.seed)}
 
   def dark(cam):
     return [i for i, r in enumerate(cam.records) if r.kind == "natural"

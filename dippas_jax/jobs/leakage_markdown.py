@@ -111,13 +111,17 @@ def _membership_section(results, config) -> list[str]:
     return []
   out = [f"### Membership inference on {rows[0]['tile']}² tiles", ""]
   cols, lines = _wide(rows, row_keys=("device", "detector"), column="L", value="auc")
+  counts = {(r["device"], r["L"]): f" ({r['n_members']}/{r['n_nonmembers']})" for r in rows}
+  lines = [[d, det] + [v + counts.get((d, c), "") if v != "–" else v for c, v in zip(cols, vals)]
+           for d, det, *vals in lines]
   means = []
   for d in _values(rows, "detector"):
     by_l = {c: [r["auc"] for r in rows if r["detector"] == d and r["L"] == c] for c in cols}
     means.append(["**mean**", d] + [_f(sum(v) / len(v)) if v else "–" for v in by_l.values()])
   out += _table(["camera", "detector"] + [f"L = {c}" for c in cols], lines + means)
   pool = "all the camera's images" if rows[0]["pool"] == "all" else f"the camera's {rows[0]['pool']} images"
-  out += [f"AUC per tile (members vs non-members, both drawn from {pool}), mean over "
+  out += [f"AUC per tile (members vs non-members, both drawn from {pool}; (m/n): member and non-member photos "
+          "of each set, so an AUC from n = 1 non-member rests on one photo's tiles), mean over "
           f"{rows[0]['n_tiles']} tiles and {config['n_trials']} random member sets; pooled AUCs and spreads in "
           "membership.csv. Detectors: `ncc_eq11` = Eq. 11, Pearson(K̂, W_r); `np_eq10` = the NP genie of Eq. 10; "
           "`ncc_wx` = Pearson(K̂, W_r ⊙ X̂_r); `ncc_eq11_binarize` / `ncc_eq11_whiten` = Eq. 11 on the mitigated K̂.",

@@ -32,5 +32,8 @@ from dippas_jax.leakage.model import mitigate as mitigate
 from dippas_jax.leakage.model import residuals_and_denoised as residuals_and_denoised
 from dippas_jax.leakage.model import whiten as whiten
 from dippas_jax.leakage.noise import GAMMA2_ESTIMATORS as GAMMA2_ESTIMATORS
+from dippas_jax.leakage.noise import loo_variance as loo_variance
 from dippas_jax.leakage.noise import noise_variance as noise_variance
 from dippas_jax.leakage.noise import power_estimate as power_estimate
+from dippas_jax.leakage.noise import split_masks as split_masks
+from dippas_jax.leakage.noise import split_statistics as split_statistics

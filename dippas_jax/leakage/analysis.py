@@ -48,7 +48,8 @@ def set_bounds(wx, xx, members, *, n_splits: int, estimators: Sequence[str], win
     key: the splits' random key.
 
   Returns:
-    {'power': P̂, 'power_split_std', (estimator, window): (LeakageBound, mean γ²)}.
+    {'power': P̂, 'power_split_std', (estimator, window): (LeakageBound, mean γ²), and with 'loo' 'loo_defined'
+    (the fraction of pixels where it did not fall back to the split)}.
   """
   members = np.asarray(members)
   mask = np.zeros(len(wx), np.float32)
@@ -56,7 +57,10 @@ def set_bounds(wx, xx, members, *, n_splits: int, estimators: Sequence[str], win
   k_hat = model.masked_k(wx, xx, jnp.asarray(mask))
   powers, d2 = noise.split_statistics(wx, xx, noise.split_masks(key, members, len(wx), n_splits))
   out = {"power": float(powers.mean()), "power_split_std": float(powers.std())}
-  for (e, w), g in noise.gamma2_maps(k_hat, d2, estimators=estimators, windows=windows).items():
+  loo = None
+  if "loo" in estimators:
+    loo, out["loo_defined"] = noise.loo_variance(np.asarray(wx)[members], np.asarray(xx)[members], d2)
+  for (e, w), g in noise.gamma2_maps(k_hat, d2, estimators=estimators, windows=windows, loo=loo).items():
     out[(e, w)] = (bound.information_leakage_bound(g, out["power"]), float(g.mean()))
   return out
 

@@ -169,7 +169,10 @@ def content_contrast(residuals, denoised, *, window: int = 15) -> np.ndarray:
   return e.std(axis=(1, 2)) / np.maximum(e.mean(axis=(1, 2)), 1e-12)
 
 
-def synthetic_fig1(*, size: int = 256, l: int = 20, dark: float = 30.0, seed: int = 0,
+FIG1_FRAMES = 24  # the paper's Fig. 1: 24 dark frames
+
+
+def synthetic_fig1(*, size: int = 256, l: int = FIG1_FRAMES, dark: float = 30.0, seed: int = 0,
                    lines: Sequence[str] = ("PRIVATE", "TEXT 42")) -> dict[str, np.ndarray]:
   """Fig. 1 on the synthetic camera: K̂ of L dark flat-fields, alone and with one text image added.
 

@@ -53,13 +53,13 @@ def test_all_devices_in_one_run(run):
   assert {r["detector"] for r in results["membership"]} == set(job.leakage.DETECTORS)
   assert all(r["tile"] == 16 and r["n_tiles"] == 16 for r in results["membership"])
   for row in results["ilb"]:
-    assert {"ilb_bpp", "ilb_bpp_split", "ilb_bpp_moment", "power", "mu_split", "gamma2_split"} <= set(row)
+    assert {"ilb_bpp", "ilb_bpp_loo", "ilb_bpp_split", "ilb_bpp_moment", "power", "mu_split", "gamma2_split"} <= set(row)
   whiten = [r for r in results["mitigation"] if r["mitigation"] == "whiten"]
   assert whiten and all(math.isnan(r["ilb_bpp"]) and r["bound"].startswith("not reported") for r in whiten)
   assert {r["group"] for r in results["table2"]} == {"bright", "dark", "bright+natural", "dark+natural"}
   assert {r["table"] for r in results["synthetic"]} == {"1", "2"}
   saved = json.loads((workdir / "leakage.json").read_text())
-  assert saved["config"]["gamma2_estimators"] == ["split", "moment"] and saved["config"]["wall_s"] > 0
+  assert saved["config"]["gamma2_estimators"] == ["loo", "split", "moment"] and saved["config"]["wall_s"] > 0
 
 
 def test_plots_fig1_and_report(run):
@@ -75,6 +75,8 @@ def test_plots_fig1_and_report(run):
                   "![fig1.png](fig1.png)"):
     assert heading in text, heading
   assert "| dark | 0.794 | 0.4399 |" in text  # The paper's Table 2 beside ours.
+  membership = [r for r in results["membership"] if r["detector"] == "ncc_eq11"][0]  # each AUC with its counts
+  assert f"{membership['auc']:.3f} ({membership['n_members']}/{membership['n_nonmembers']})" in text
   again = leakage_markdown.from_workdir(workdir, figure_dir="results/leakage/", figures=["fig1.png"])
   assert "![fig1.png](results/leakage/fig1.png)" in again and "| synthetic_1 | split |" in again
 
@@ -91,7 +93,7 @@ def test_device_lists_fig1_only_and_bad_input(manifest, tmp_path):
   with pytest.raises(io.InputError, match="gamma2_estimators"):
     job.leakage_job(images=str(manifest), device="all", workdir=str(tmp_path),
                     config=_config(",gamma2_estimators=local"))
-  np.testing.assert_equal(leakage_config.get_config().gamma2_estimators[0], "split")  # The documented default.
+  np.testing.assert_equal(leakage_config.get_config().gamma2_estimators[0], "loo")  # The documented default.
 
 
 @pytest.mark.slow  # a second leakage run (~20 s); pytest -m slow
