@@ -3,6 +3,7 @@ a wide-gamut colour profile, and HEIC input (issue 31). Its own module, so that 
 tests (it reuses their compiled whole-photo runner through the persistent cache)."""
 
 import json
+import pathlib
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from dippas_jax import display
 from dippas_jax import io
+from dippas_jax import plotting
 from dippas_jax import synthetic
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.jobs import anonymize as anonymize_job
@@ -71,16 +73,23 @@ def phone_run(tmp_path_factory):
   profile = _wide_gamut_profile()
   Image.fromarray(data.natural[1]).save(root / "wide.png", icc_profile=profile)
   workdir = tmp_path_factory.mktemp("phone_out")
-  summary = anonymize_job.anonymize_job(inputs=f"{root}/*", workdir=str(workdir),
-                                        config=_config())
-  return root, workdir, summary, profile
+  drawn = {}  # report.png's panels: what the figure shows as original and anonymized, per photo folder
+  draw = plotting.plot_photo_report
+
+  def record(path, original, anonymized, *args, **kwargs):
+    drawn[pathlib.Path(path).parent.name] = (original, anonymized)
+    return draw(path, original, anonymized, *args, **kwargs)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(plotting, "plot_photo_report", record)
+    summary = anonymize_job.anonymize_job(inputs=f"{root}/*", workdir=str(workdir), config=_config())
+  return root, workdir, summary, profile, drawn
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_a_phone_photo_comes_back_as_it_was_shown(phone_run, orientation):
   """Written as the input displays (ImageOps.exif_transpose of the input), with no EXIF block; the report says
   which orientation was applied and scores the photo in the sensor's orientation."""
-  root, workdir, summary, _ = phone_run
+  root, workdir, summary, _, drawn = phone_run
   assert summary["anonymized"] == 9
   source = Image.open(root / f"o{orientation}.jpg")
   shown = np.asarray(ImageOps.exif_transpose(source)).astype(np.float64)
@@ -97,13 +106,17 @@ def test_a_phone_photo_comes_back_as_it_was_shown(phone_run, orientation):
   np.testing.assert_array_equal(display.to_display(stored, display.Display(orientation=orientation)), shown)
   report = json.loads((workdir / f"o{orientation}_jpg" / "report.json").read_text())
   assert report["display"] == {"orientation_applied": orientation, "icc_profile": None}
+  # report.png shows the photo upright too: its panels are the input as shown and the written output.
+  original, anonymized = drawn[f"o{orientation}_jpg"]
+  np.testing.assert_array_equal(original, shown)
+  np.testing.assert_array_equal(anonymized, out)
   assert report["psnr"] == pytest.approx(float(metrics.psnr(out, shown)), abs=1e-4)
 
 
 def test_a_colour_profile_is_kept_so_the_photo_looks_the_same(phone_run):
   """A colour-managed viewer (ImageCms to sRGB with the file's own profile) shows the output within 1 grey level
   of the input on average per channel: the profile is written unchanged, no pixel converted."""
-  root, workdir, _, profile = phone_run
+  root, workdir, _, profile, _ = phone_run
   out_file = Image.open(workdir / "wide_png" / "anonymized.png")
   assert out_file.info.get("icc_profile") == profile
   source = Image.open(root / "wide.png")
