@@ -11,7 +11,9 @@ r"""The shared Dresden photos anonymized whole, with the default command, and sc
    every photo, unaltered and anonymized, with every fingerprint; per photo its NCC before → after against its
    device's band (99th percentile of the other devices' unaltered photos' |NCC|); pooled AUC of the anonymized
    photos (positives) against the other devices' unaltered photos (negatives), beside the unaltered AUC; PSNR,
-   worst 16×16 colour shift, seam score and seconds per megapixel from each photo's report.json.
+   worst 16×16 colour shift, seam score and seconds per megapixel from each photo's report.json; the adversary
+   who receives a recompressed copy: the NCC after JPEG q85 against the band of the other devices' photos after
+   the same JPEG; PCE before → after (report.json).
 
 4. The competitors (`--competitors`) on the same photos' centre 1056² (`<workdir>/competitors/<method>/`,
    resumable), with the same columns (no seams: they work on the whole photo).
@@ -25,6 +27,7 @@ difference × 10 around grey 128, then a row per competitor.
 
 from __future__ import annotations
 
+import io as io_lib
 import json
 import pathlib
 import sys
@@ -33,12 +36,14 @@ import time
 import numpy as np
 from absl import app
 from absl import flags
+from PIL import Image
 
 from dippas_jax import imaging
 from dippas_jax import io
 from dippas_jax.configs import anonymize as anonymize_config
 from dippas_jax.dippas import anonymize
 from dippas_jax.dippas import kept_image
+from dippas_jax.evaluation import adversaries
 from dippas_jax.evaluation import baselines
 from dippas_jax.evaluation import protocol
 from dippas_jax.evaluation import visual
@@ -60,6 +65,7 @@ _COMPETITORS = flags.DEFINE_list("competitors", ["inpainting", "patch_desync"],
                                  "(evaluation.baselines names; inpainting restores edges with BM3D when the "
                                  "'bm3d' extra is installed, else with the wavelet stand-in, as recorded).")
 SIDE = 1056  # every shared photo is at least 1056×1056
+JPEG_QUALITY = 85  # the recompression adversary's quality (issue 29: "JPEG q85 at least")
 
 
 def _fingerprints(records, workdir: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -84,6 +90,12 @@ def _auc(pos, neg) -> float:
   return roc.auc(fpr, tpr)
 
 
+def _jpeg(images: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+  """The images as an analyst receives them after a platform's recompression (Pillow JPEG, `quality`)."""
+  return np.stack([np.asarray(Image.open(io_lib.BytesIO(adversaries.jpeg_bytes(x, quality))).convert("RGB"))
+                   for x in images])
+
+
 def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
   devices = sorted(fps)
   ks = np.stack([_centre(io.load_fingerprint(fps[d])[0]) for d in devices])
@@ -91,11 +103,15 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
   names = common.output_names([r.path for r in naturals])
   s_orig = protocol.score_matrix(originals, ks)["ncc"]
   band = protocol.non_matching_band(s_orig, [r.device for r in naturals], devices)
+  # The adversary who receives a recompressed copy: every photo (its band too) through JPEG q85.
+  s_orig_jpeg = protocol.score_matrix(_jpeg(originals), ks)["ncc"]
+  band_jpeg = protocol.non_matching_band(s_orig_jpeg, [r.device for r in naturals], devices)
   done = [(i, r) for i, r in enumerate(naturals) if r in chosen and (anon_dir / names[i] / "report.json").is_file()]
   if not done:
-    return {"rows": [], "auc": float("nan"), "auc_unaltered": float("nan"), "band": band}
+    return {"rows": [], "auc": float("nan"), "auc_unaltered": float("nan"), "band": band, "band_jpeg": band_jpeg}
   anon = np.stack([_centre(io.read_image(anon_dir / names[i] / "anonymized.png")) for i, _ in done])
   s_anon = protocol.score_matrix(anon, ks)["ncc"]
+  s_anon_jpeg = protocol.score_matrix(_jpeg(anon), ks)["ncc"]
   rows, pos, neg, pos_orig = [], [], [], []
   for j, (i, r) in enumerate(done):
     m = devices.index(r.device)
@@ -103,6 +119,9 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
     rows.append({"photo": r.path.name, "device": r.device, "psnr": report["psnr"], "ncc_before": float(s_orig[m, i]),
                  "ncc_after": float(s_anon[m, j]), "band": band[r.device],
                  "in_band": abs(float(s_anon[m, j])) <= band[r.device],
+                 "ncc_before_jpeg": float(s_orig_jpeg[m, i]), "ncc_after_jpeg": float(s_anon_jpeg[m, j]),
+                 "band_jpeg": band_jpeg[r.device], "in_band_jpeg": abs(float(s_anon_jpeg[m, j])) <= band_jpeg[r.device],
+                 "pce_before": report["reference"]["pce_before"], "pce_after": report["reference"]["pce_after"],
                  "colour_shift": report["colour_shift"]["worst"], "seam": report["seam_score"],
                  "spot_shift": visual.spot_shift(anon[j], originals[i])["worst"],
                  "tiles": report["pieces"]["count"], "iterations_per_tile": report["pieces"]["iterations_mean"],
@@ -114,7 +133,7 @@ def _score(naturals, chosen, anon_dir: pathlib.Path, fps: dict) -> dict:
       neg += [float(s_orig[m, i]) for i, r in enumerate(naturals) if r.device != d]
   negs = np.asarray(neg)
   return {"rows": rows, "auc": _auc(np.asarray(pos), negs), "auc_unaltered": _auc(np.asarray(pos_orig), negs),
-          "band": band}
+          "band": band, "band_jpeg": band_jpeg}
 
 
 def _crops(original: np.ndarray, anonymized: np.ndarray, layout, side: int = 256) -> np.ndarray:
@@ -134,7 +153,7 @@ def _crops(original: np.ndarray, anonymized: np.ndarray, layout, side: int = 256
   return np.concatenate(rows, axis=0)
 
 
-def _competitors(naturals, chosen, workdir: pathlib.Path, fps: dict, band: dict) -> list[dict]:
+def _competitors(naturals, chosen, workdir: pathlib.Path, fps: dict, band: dict, band_jpeg: dict) -> list[dict]:
   """Runs (or reloads) every competitor on the chosen photos' centres; rows with the DIPPAS table's columns."""
   rows = []
   for method in _COMPETITORS.value:
@@ -153,9 +172,11 @@ def _competitors(naturals, chosen, workdir: pathlib.Path, fps: dict, band: dict)
       image = imaging.to_uint8(io.read_image(path))
       pair = np.stack([original, image])
       before, after = (float(v) for v in anonymize.ncc_scores(pair, k, sigma=3.0))
+      after_jpeg = float(anonymize.ncc_scores(_jpeg(image[None]), k, sigma=3.0)[0])
       rows.append({"method": method, "photo": r.path.name, "device": r.device,
                    "psnr": float(anonymize.psnr(image[None], original[None])[0]), "ncc_before": before,
                    "ncc_after": after, "band": band[r.device], "in_band": abs(after) <= band[r.device],
+                   "ncc_after_jpeg": after_jpeg, "in_band_jpeg": abs(after_jpeg) <= band_jpeg[r.device],
                    "colour_shift": visual.colour_shift(image, original)["worst"],
                    "spot_shift": visual.spot_shift(image, original)["worst"], "seconds": seconds})
   return rows
@@ -183,22 +204,27 @@ def _flat_figure(original: np.ndarray, outputs: list[np.ndarray], side: int = 25
 
 
 def _markdown(result: dict) -> str:
-  lines = ["| photo | PSNR (dB) | NCC before → after | band | in band | colour shift | spot shift | seam | "
-           "tiles × iterations | s | s/MP |", "|---|---:|---|---:|:---:|---:|---:|---:|---|---:|---:|"]
+  yes = lambda v: "yes" if v else "NO"  # noqa: E731
+  lines = ["| photo | PSNR (dB) | NCC before → after | band | in band | after JPEG q85 (band) | PCE before → after | "
+           "colour shift | spot shift | seam | tiles × iterations | s | s/MP |",
+           "|---|---:|---|---:|:---:|---|---|---:|---:|---:|---|---:|---:|"]
   for r in result["rows"]:
     lines.append(f"| {r['photo']} | {r['psnr']:.2f} | {r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | "
-                 f"{r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
+                 f"{r['band']:.4f} | {yes(r['in_band'])} | {r['ncc_after_jpeg']:+.4f} ({r['band_jpeg']:.4f}) "
+                 f"{yes(r['in_band_jpeg'])} | {r['pce_before']:.1f} → {r['pce_after']:.1f} | {r['colour_shift']:.2f} | "
                  f"{r['spot_shift']:.2f} | {r['seam']:.3f} | "
                  f"{r['tiles']} × {r['iterations_per_tile']:.0f} | {r['seconds']:.0f} | {r['s_per_mp']:.0f} |")
   for r in result.get("competitors", []):
     lines.append(f"| {r['photo']} ({r['method']}) | {r['psnr']:.2f} | "
-                 f"{r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | {r['band']:.4f} | {'yes' if r['in_band'] else 'NO'} | {r['colour_shift']:.2f} | "
+                 f"{r['ncc_before']:+.4f} → {r['ncc_after']:+.4f} | {r['band']:.4f} | {yes(r['in_band'])} | "
+                 f"{r['ncc_after_jpeg']:+.4f} {yes(r['in_band_jpeg'])} | – | {r['colour_shift']:.2f} | "
                  f"{r['spot_shift']:.2f} | – | – | – | – |")
   rows = result["rows"]
   psnr = [r["psnr"] for r in rows] or [float("nan")]
   if rows:
     lines.append(f"\n{len(rows)} photos: PSNR mean {np.mean(psnr):.2f} / min {np.min(psnr):.2f} dB, "
-                 f"{sum(r['in_band'] for r in rows)}/{len(rows)} inside their band, worst colour shift "
+                 f"{sum(r['in_band'] for r in rows)}/{len(rows)} inside their band "
+                 f"({sum(r['in_band_jpeg'] for r in rows)}/{len(rows)} after JPEG q85), worst colour shift "
                  f"{max(r['colour_shift'] for r in rows):.2f}, worst spot shift "
                  f"{max(r['spot_shift'] for r in rows):.2f}, worst seam {max(r['seam'] for r in rows):.3f}, "
                  f"{np.mean([r['s_per_mp'] for r in rows]):.0f} s/MP; pooled AUC {result['auc']:.3f} "
@@ -207,7 +233,8 @@ def _markdown(result: dict) -> str:
   for method in sorted({r["method"] for r in result.get("competitors", [])}):
     sel = [r for r in result["competitors"] if r["method"] == method]
     lines.append(f"{method}: PSNR mean {np.mean([r['psnr'] for r in sel]):.2f} dB, "
-                 f"{sum(r['in_band'] for r in sel)}/{len(sel)} inside their band, worst colour shift "
+                 f"{sum(r['in_band'] for r in sel)}/{len(sel)} inside their band "
+                 f"({sum(r['in_band_jpeg'] for r in sel)}/{len(sel)} after JPEG q85), worst colour shift "
                  f"{max(r['colour_shift'] for r in sel):.2f}, spot shift mean "
                  f"{np.mean([r['spot_shift'] for r in sel]):.2f} / worst {max(r['spot_shift'] for r in sel):.2f}.")
   return "\n".join(lines)
@@ -227,7 +254,7 @@ def main(argv):
     anonymize_job.anonymize_job(inputs=inputs, workdir=str(workdir / "anonymized"), config=config,
                                 fingerprint=str(fps[device]))
   result = _score(naturals, chosen, workdir / "anonymized", fps)
-  result["competitors"] = _competitors(naturals, chosen, workdir, fps, result["band"])
+  result["competitors"] = _competitors(naturals, chosen, workdir, fps, result["band"], result["band_jpeg"])
   result["edge_denoiser"] = baselines.inpaint.edge_denoiser("auto")
   layout = anonymize.photo_layout(config, SIDE, SIDE)
   for r in chosen:
