@@ -71,19 +71,20 @@ def test_apply_blends_and_off_is_the_identity():
 
 
 def test_a_photo_is_prepared_in_blocks_as_a_whole(monkeypatch):
-  """`prepare_photo` in blocks (here of 64² with the module's 128-px margin, 4 × 3 blocks) equals `prepare` of the
-  whole photo: the mask to float rounding everywhere (its window is far inside the margin; the std's
-  E[g²] − E[g]² cancels ~1e-6 of error that the ramp's slope, 1.5 / (2/255), amplifies to ~3e-4), R to a
-  quarter of a grey level 64 px in from the photo's borders (the reach of the border handling, where the two pad
-  differently: 0.13 on this small photo, 0.03 on a 1104² Dresden one in 512² blocks) and to 3 grey levels at them."""
+  """`prepare_photo` in blocks (here of 64² with the module's 128-px margin: 5 × 5 blocks of 320²) equals `prepare`
+  of the whole 320² photo (the same compiled program: one compile): the mask to float rounding everywhere (its
+  window is far inside the margin; the std's E[g²] − E[g]² cancels ~1e-6 of error that the ramp's slope,
+  1.5 / (2/255), amplifies to ~3e-4), R to a quarter of a grey level 64 px in from the photo's borders (the reach
+  of the border handling, where the two pad differently: 0.03 on a 1104² Dresden photo in 512² blocks) and to 3
+  grey levels at them."""
   monkeypatch.setattr(kept_image, "_BLOCK", 64)
   rng = np.random.default_rng(3)
-  yy, xx = np.mgrid[0:200, 0:176]
+  yy, xx = np.mgrid[0:320, 0:320]
   photo = (120 + 40 * np.sin(yy / 13.0) * np.cos(xx / 17.0))[..., None] * np.array([1.0, 0.9, 0.7])
-  photo = np.clip(np.where(xx[..., None] < 90, photo, photo + 12 * rng.standard_normal(photo.shape))
+  photo = np.clip(np.where(xx[..., None] < 160, photo, photo + 12 * rng.standard_normal(photo.shape))
                   + rng.standard_normal(photo.shape), 0, 255).astype(np.float32) / 255
   kept = kept_image.KeptImage(flat_std=3 / 255, textured_std=5 / 255, flat_noise=3 / 255)
-  blocks, whole = kept.prepare_photo(photo), kept.prepare(photo)
+  blocks, whole = kept.prepare_photo(photo), kept_image._jitted_prepare(kept)(photo)
   np.testing.assert_allclose(blocks.mask, whole.mask, atol=1e-3)
   err = np.abs(blocks.reconstruction - np.asarray(whole.reconstruction)) * 255
   assert err[64:-64, 64:-64].max() < 0.25
