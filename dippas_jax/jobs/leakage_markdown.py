@@ -155,8 +155,11 @@ def _deviations(config) -> list[str]:
           f"centre-cropped to {config['crop'][0]}×{config['crop'][1]}; the paper's Table 1 uses L = 26 and 50 "
           "natural images of 9 cameras, out of reach here: the trend is shown for L ≤ 10 (flat-fields) and L ≤ 5 "
           "(natural photos), and the paper's L only on the synthetic camera.",
-          "- γ²: the paper does not say how it estimates the noise variance; the default here is the half-split "
-          f"difference ('{config['gamma2_estimators'][0]}', noise only), the local moment of K̂ is shown beside it.",
+          "- γ²: the paper does not say how it estimates the noise variance. Here (first = the bound reported as "
+          f"ilb_bpp; {', '.join(config['gamma2_estimators'])}): 'loo' leaves one image out, noise only and unbiased "
+          "for images of different brightness (the split's D² at L = 2, where that is not identifiable); 'split' is "
+          "the half-split difference, noise only but biased low on sets of mixed brightness; 'moment' is the local "
+          "second moment of K̂, which holds the PRNU's own power too.",
           f"- P̂ from {config['n_splits']} random half-splits of the estimation set (the paper's estimator of P is "
           "not specified either).",
           "- Table 2: within one camera the flat-fields differ little in brightness (see 'mean gray'), so the "
