@@ -145,11 +145,13 @@ class _Photo:
     k = task.fingerprint
     self.k_padded = (None if k is None else np.asarray(k, np.float32) if self.layout is None
                      else tiling.pad_to_layout(np.asarray(k, np.float32), self.layout))
-    self.kept_padded = (kept.prepare_photo(self.padded.astype(np.float32) / np.float32(255.0))
-                        if self.layout is not None and kept is not None and kept.flat_path else None)
     self.root_of = warm_roots(self.layout, int(config.warm_start_roots))
     self.done = dict(task.done)
     self.waiting = [t for t in range(self.count) if t not in self.done]
+    # A photo resumed whole needs no flat-path inputs: computed only when a tile is still to run.
+    self.kept_padded = (kept.prepare_photo(self.padded.astype(np.float32) / np.float32(255.0))
+                        if self.layout is not None and kept is not None and kept.flat_path and self.waiting
+                        else None)
     self.waiting.sort(key=lambda t: self.root_of.get(t, t) != t)  # roots first
     self.start = time.perf_counter()
 
